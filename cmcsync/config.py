@@ -1,0 +1,116 @@
+"""Settings: frozen attrs value objects with keyword-only arguments and validators.
+
+Every knob of the client lives here, grouped by what it governs: :class:`Backoff` (how long
+to wait before reconnecting), :class:`Timeouts` (how long to wait for the server) and
+:class:`DispatchConfig` (the queue between the socket and user code). Build one, pass it to
+:class:`cmcsync.Client`; they are immutable, so one instance can be shared.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import attrs
+from attrs import validators as v
+
+__all__ = ["Backoff", "DispatchConfig", "OverflowPolicy", "Timeouts"]
+
+#: What the dispatcher does when its queue is full:
+#:
+#: - ``"block"``: the reader waits for room (lossless; the default). The socket stops being
+#:   read while it waits, but keep-alive pings are still sent.
+#: - ``"drop_oldest"``: the oldest queued event is dropped and counted.
+#: - ``"conflate"``: for clock-driven price channels, only the latest event per subscription
+#:   is kept; events of other channels still block.
+OverflowPolicy = Literal["block", "drop_oldest", "conflate"]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Exponential backoff with full jitter and a cap.
+
+    The n-th consecutive failed attempt waits a random time in ``[0, min(cap, base * 2**n)]``.
+    Close 4004 (too many connections) and HTTP 429 use :attr:`long_base` instead of
+    :attr:`base`, so a client that hit the connection limit does not hammer the server.
+    The failure count resets once a connection has stayed up for :attr:`reset_after` seconds.
+
+    :param base: seconds of the first window.
+    :param cap: the longest wait, in seconds.
+    :param long_base: first window after 4004 / HTTP 429.
+    :param reset_after: seconds a connection must last to count as stable.
+    :param max_attempts: give up (:class:`cmcsync.GaveUpError`) after this many consecutive
+        failures; ``None`` retries for ever.
+    """
+
+    base: float = attrs.field(default=0.5, validator=_positive)
+    cap: float = attrs.field(default=30.0, validator=_positive)
+    long_base: float = attrs.field(default=15.0, validator=_positive)
+    reset_after: float = attrs.field(default=60.0, validator=_positive)
+    max_attempts: int | None = attrs.field(
+        default=None, validator=v.optional([v.instance_of(int), v.ge(1)])
+    )
+
+    def compute(self, failures: int, *, long: bool = False, rng: random.Random | None = None) -> float:
+        """Return the seconds to wait before the next attempt.
+
+        :param failures: consecutive failures so far (1 for the first).
+        :param long: use :attr:`long_base` (after 4004 or HTTP 429).
+        :param rng: random source, for reproducible tests.
+        """
+        rand = rng or random
+        base = self.long_base if long else self.base
+        window = min(max(self.cap, base), base * 2 ** min(max(failures - 1, 0), 32))
+        if long:
+            # Never retry early after a rate limit: wait at least half the window.
+            return window / 2 + rand.uniform(0, window / 2)
+        return rand.uniform(0, window)
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """How long cmcsync waits for the server.
+
+    :param connect: the TCP + TLS + WebSocket handshake, in seconds.
+    :param ack: :meth:`cmcsync.Client.subscribe` waiting for the server's ack.
+    :param ping_interval: seconds between JSON pings when the server's welcome gives no
+        ``ping_interval_ms``; a welcome overrides it.
+    :param pong: after a ping, how long the connection may stay completely silent (no pong,
+        no frame of any kind) before it is declared dead and replaced, even if TCP looks open.
+    :param close: how long :meth:`cmcsync.Client.close` waits for each thread.
+    """
+
+    connect: float = attrs.field(default=10.0, validator=_positive)
+    ack: float = attrs.field(default=10.0, validator=_positive)
+    ping_interval: float = attrs.field(default=10.0, validator=_positive)
+    pong: float = attrs.field(default=10.0, validator=_positive)
+    close: float = attrs.field(default=5.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class DispatchConfig:
+    """The queue between the reader thread and user code.
+
+    :param queue_size: events the queue holds before the overflow policy applies.
+    :param overflow: see :data:`OverflowPolicy`.
+    :param slow_fraction: a slow consumer is reported (hook and stats) when the queue is this
+        full, before it overflows.
+    :param max_plugin_failures: a plugin whose hook raises this many times in a row is
+        switched off and reported; ``None`` never switches a plugin off.
+    :param batch_size: the most events handed to the dispatcher in one queue operation.
+    """
+
+    queue_size: int = attrs.field(default=10_000, validator=[v.instance_of(int), v.ge(1)])
+    overflow: OverflowPolicy = attrs.field(
+        default="block", validator=v.in_(("block", "drop_oldest", "conflate"))
+    )
+    slow_fraction: float = attrs.field(default=0.8, validator=[v.gt(0.0), v.le(1.0)])
+    max_plugin_failures: int | None = attrs.field(
+        default=10, validator=v.optional([v.instance_of(int), v.ge(1)])
+    )
+    batch_size: int = attrs.field(default=256, validator=[v.instance_of(int), v.ge(1)])
