@@ -1,0 +1,507 @@
+"""One WebSocket connection slot: its socket, reader thread, keep-alive and reconnects.
+
+This is the only module that imports ``websocket`` (websocket-client); its exceptions are
+translated here into cmcsync's, raised ``from`` the original. Above this module nothing
+knows which library carries the frames.
+
+A :class:`Connection` lives from :meth:`Connection.start` to :meth:`Connection.close` and
+survives any number of sockets. Its reader thread (``cmcsync-reader-N``) connects, reads
+frames in batches and hands them to its :class:`Handler`, and reconnects with backoff when
+the socket ends. While a socket is open, a keep-alive thread (``cmcsync-keepalive-N``) sends
+a JSON ping every ping interval and declares the socket dead when nothing at all has come
+back within the pong timeout after a ping, even if TCP still looks open.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import websocket
+
+from cmcsync import _protocol
+from cmcsync.config import Backoff, Timeouts
+from cmcsync.exceptions import (
+    AuthError,
+    CmcsyncError,
+    ConfigError,
+    GaveUpError,
+)
+
+__all__ = ["Connection", "ConnectionState", "Handler", "redact_url"]
+
+log = logging.getLogger("cmcsync.connection")
+
+OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
+OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
+_OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
+
+#: A received frame: (opcode, payload bytes).
+Frame = tuple[int, bytes]
+
+
+class ConnectionState(str, enum.Enum):
+    """Where a connection slot stands."""
+
+    #: Created, not started.
+    IDLE = "idle"
+    #: Opening a socket (TCP, TLS, WebSocket handshake).
+    CONNECTING = "connecting"
+    #: A socket is open and being read.
+    OPEN = "open"
+    #: Waiting before the next attempt.
+    BACKOFF = "backoff"
+    #: Closed by the user; final.
+    CLOSED = "closed"
+    #: Stopped by a fatal error (key rejected, retries exhausted); final.
+    FAILED = "failed"
+
+
+class Handler(Protocol):
+    """What a :class:`Connection` tells its owner. Every method runs on the reader thread."""
+
+    def on_open(self, conn: Connection, reconnect: bool) -> None:
+        """A socket opened; ``reconnect`` is false for the first one."""
+
+    def on_frames(self, conn: Connection, frames: Sequence[Frame]) -> None:
+        """A batch of text and binary frames arrived, in order."""
+
+    def on_close(
+        self, conn: Connection, code: int | None, reason: str, will_reconnect: bool
+    ) -> None:
+        """A socket ended (or an attempt failed); ``code`` is ``None`` without a close frame."""
+
+    def on_fatal(self, conn: Connection, error: CmcsyncError) -> None:
+        """The slot stopped for good; ``error`` says why (AuthError, GaveUpError)."""
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without its query string, where a key could hide."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine."""
+    if not host:
+        return False
+    return host == "localhost" or host.startswith("127.") or host in ("::1", "[::1]")
+
+
+def check_url(url: str, *, allow_insecure: bool) -> None:
+    """Refuse URLs cmcsync cannot or should not use.
+
+    :raises ConfigError: for a scheme other than ``ws``/``wss``, or a plain ``ws://`` URL to a
+        host other than this machine unless ``allow_insecure`` is set.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigError(
+            f"url must be a ws:// or wss:// URL with a host, got {redact_url(url)!r}", param="url"
+        )
+    if parts.scheme == "ws" and not is_loopback(parts.hostname) and not allow_insecure:
+        raise ConfigError(
+            f"refusing plain ws:// to {parts.hostname}: the API key would travel unencrypted; "
+            "use wss:// or pass allow_insecure=True",
+            param="url",
+        )
+
+
+class Connection:
+    """One connection slot; see the module docstring.
+
+    :param url: the endpoint.
+    :param api_key: sent only in the handshake header; never logged.
+    :param handler: receives frames and lifecycle calls on the reader thread.
+    :param index: a number that names the threads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        handler: Handler,
+        *,
+        backoff: Backoff,
+        timeouts: Timeouts,
+        index: int = 0,
+        batch_size: int = 256,
+        sslopt: Mapping[str, Any] | None = None,
+        proxy: str | None = None,
+        next_id: Callable[[], int] = iter(range(1, 2**62)).__next__,
+    ) -> None:
+        self.url = url
+        self._header = [f"{_protocol.API_KEY_HEADER}: {api_key}"]
+        self._handler = handler
+        self._backoff = backoff
+        self._timeouts = timeouts
+        self.index = index
+        self._batch_size = batch_size
+        self._sslopt = dict(sslopt or {})
+        self._proxy = urlsplit(proxy) if proxy else None
+        self._next_id = next_id
+
+        self.state = ConnectionState.IDLE
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ws: websocket.WebSocket | None = None
+        self._reader: threading.Thread | None = None
+        self._keepalive: threading.Thread | None = None
+        self._ka_wake = threading.Event()
+        self._ping_interval = timeouts.ping_interval
+        self._last_rx = 0.0
+        self._busy = False
+        self._dead_reason: str | None = None
+
+        # Counters read by Client.stats(); written by the reader thread only.
+        self.frames_received = 0
+        self.bytes_received = 0
+        self.frames_sent = 0
+        self.pings_sent = 0
+        self.connects = 0
+        self.failed_attempts = 0
+        self.last_close_code: int | None = None
+        self.last_close_reason = ""
+        self.connected_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.index} {redact_url(self.url)} {self.state.value}>"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reader thread; it connects at once."""
+        if self._reader is not None:
+            return
+        self._reader = threading.Thread(
+            target=self._run, name=f"cmcsync-reader-{self.index}", daemon=True
+        )
+        self._reader.start()
+
+    def close(self, timeout: float) -> None:
+        """Close the socket politely (close 1000) and join every thread this slot started."""
+        self._stop.set()
+        self._ka_wake.set()
+        ws = self._ws
+        if ws is not None and ws.connected:
+            try:
+                ws.send_close(1000, b"client closing")
+            except (websocket.WebSocketException, OSError):
+                pass
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(min(timeout, 1.0))
+            if reader.is_alive():
+                self._abort()
+                reader.join(timeout)
+        if self.state is not ConnectionState.FAILED:
+            self.state = ConnectionState.CLOSED
+
+    @property
+    def open(self) -> bool:
+        """Whether a socket is open right now."""
+        return self.state is ConnectionState.OPEN
+
+    def set_ping_interval(self, seconds: float) -> None:
+        """Use the server's ping interval (from its welcome) for this socket."""
+        self._ping_interval = seconds
+        self._ka_wake.set()
+
+    def send(self, text: str) -> bool:
+        """Send one text frame; return whether it was handed to the socket."""
+        ws = self._ws
+        if ws is None or not self.open:
+            return False
+        try:
+            ws.send(text)
+        except (websocket.WebSocketException, OSError) as exc:
+            log.debug("send failed on connection %d: %s", self.index, exc)
+            return False
+        self.frames_sent += 1
+        return True
+
+    # --- reader thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        reconnect = False
+        while not self._stop.is_set():
+            self.state = ConnectionState.CONNECTING
+            try:
+                ws = self._connect()
+            except _AttemptFailed as failed:
+                if self._stop.is_set():
+                    break
+                if failed.fatal is not None:
+                    self._fail(failed.fatal)
+                    return
+                failures += 1
+                self.failed_attempts += 1
+                self._handler.on_close(self, None, failed.reason, True)
+                if not self._pause(failures, long=failed.long, why=failed.reason):
+                    return
+                continue
+
+            self._session(ws, reconnect)
+            reconnect = True
+            lived = time.monotonic() - (self.connected_since or time.monotonic())
+            self.connected_since = None
+            if lived >= self._backoff.reset_after:
+                failures = 0
+            code, reason = self.last_close_code, self.last_close_reason
+            if self._stop.is_set():
+                self._handler.on_close(self, code, reason, False)
+                break
+            if code in _protocol.FATAL_CLOSE_CODES:
+                self._handler.on_close(self, code, reason, False)
+                assert code is not None
+                self._fail(
+                    AuthError(
+                        f"{_protocol.describe_close(code, reason)}: {_protocol.auth_hint(code)}",
+                        close_code=code,
+                    )
+                )
+                return
+            failures += 1
+            self._handler.on_close(self, code, reason, True)
+            long = code in _protocol.LONG_BACKOFF_CLOSE_CODES
+            if not self._pause(failures, long=long, why=_protocol.describe_close(code, reason)):
+                return
+        if self.state is not ConnectionState.FAILED:
+            self.state = ConnectionState.CLOSED
+
+    def _pause(self, failures: int, *, long: bool, why: str) -> bool:
+        """Wait out the backoff; return false if the slot must stop instead."""
+        limit = self._backoff.max_attempts
+        if limit is not None and failures >= limit:
+            self._fail(
+                GaveUpError(f"gave up after {failures} failed attempts; last: {why}")
+            )
+            return False
+        delay = self._backoff.compute(failures, long=long)
+        self.state = ConnectionState.BACKOFF
+        log.info(
+            "connection %d: %s; reconnecting in %.2f s (attempt %d)",
+            self.index,
+            why,
+            delay,
+            failures + 1,
+        )
+        return not self._stop.wait(delay)
+
+    def _fail(self, error: CmcsyncError) -> None:
+        self.state = ConnectionState.FAILED
+        log.error("connection %d stopped: %s", self.index, error)
+        self._handler.on_fatal(self, error)
+
+    def _connect(self) -> websocket.WebSocket:
+        ws = websocket.WebSocket(
+            enable_multithread=True,
+            # The JSON decoder rejects invalid text anyway; websocket-client's own UTF-8
+            # check is pure Python and costs more than everything else per frame.
+            skip_utf8_validation=True,
+            sslopt=self._sslopt or None,
+        )
+        options: dict[str, Any] = {
+            "header": self._header,
+            "timeout": self._timeouts.connect,
+            "suppress_origin": True,
+        }
+        if self._proxy is not None:
+            options.update(
+                http_proxy_host=self._proxy.hostname,
+                http_proxy_port=self._proxy.port or 8080,
+                proxy_type="http",
+            )
+            if self._proxy.username:
+                options["http_proxy_auth"] = (self._proxy.username, self._proxy.password or "")
+        target = redact_url(self.url)
+        try:
+            ws.connect(self.url, **options)
+        except websocket.WebSocketBadStatusException as exc:
+            status = exc.status_code
+            reason = f"handshake refused with HTTP {status}"
+            if status in _protocol.FATAL_HTTP_STATUSES:
+                raise _AttemptFailed(
+                    reason,
+                    fatal=AuthError(
+                        f"{reason} by {target}: {_protocol.auth_hint(status)}", http_status=status
+                    ),
+                ) from exc
+            raise _AttemptFailed(
+                reason, long=status in _protocol.LONG_BACKOFF_HTTP_STATUSES
+            ) from exc
+        except websocket.WebSocketAddressException as exc:
+            raise _AttemptFailed(f"cannot resolve the host of {target}") from exc
+        except (websocket.WebSocketException, OSError) as exc:
+            # Handshake timeouts, refused connections, TLS failures: all worth another try.
+            raise _AttemptFailed(f"cannot connect to {target}: {_describe(exc)}") from exc
+        if ws.sock is not None:
+            ws.sock.settimeout(None)
+        return ws
+
+    def _session(self, ws: websocket.WebSocket, reconnect: bool) -> None:
+        """Run one open socket until it ends; record how it ended."""
+        with self._lock:
+            self._ws = ws
+            self._dead_reason = None
+            self._last_rx = time.monotonic()
+            self._ping_interval = self._timeouts.ping_interval
+        self.connects += 1
+        self.connected_since = time.monotonic()
+        self.state = ConnectionState.OPEN
+        session_done = threading.Event()
+        self._keepalive = threading.Thread(
+            target=self._keep_alive,
+            args=(ws, session_done),
+            name=f"cmcsync-keepalive-{self.index}",
+            daemon=True,
+        )
+        self._keepalive.start()
+        code: int | None = None
+        reason = ""
+        try:
+            self._handler.on_open(self, reconnect)
+            code, reason = self._read(ws)
+        finally:
+            session_done.set()
+            self._ka_wake.set()
+            self._keepalive.join()
+            self._keepalive = None
+            with self._lock:
+                self._ws = None
+            ws.shutdown()
+            if self._dead_reason is not None:
+                code, reason = None, self._dead_reason
+            self.last_close_code, self.last_close_reason = code, reason
+            self.state = ConnectionState.CONNECTING
+
+    def _read(self, ws: websocket.WebSocket) -> tuple[int | None, str]:
+        batch: list[Frame] = []
+        limit = self._batch_size
+        while True:
+            try:
+                opcode, data = ws.recv_data()
+            except (websocket.WebSocketException, OSError) as exc:
+                if batch:
+                    self._deliver(batch)
+                if self._stop.is_set():
+                    return 1000, "client closing"
+                return None, f"connection lost: {_describe(exc)}"
+            self._last_rx = time.monotonic()
+            self.frames_received += 1
+            self.bytes_received += len(data)
+            if opcode == _OPCODE_CLOSE:
+                if batch:
+                    self._deliver(batch)
+                return _parse_close(data)
+            batch.append((opcode, data))
+            if len(batch) >= limit or not _more_buffered(ws):
+                self._deliver(batch)
+                batch = []
+
+    def _deliver(self, batch: Sequence[Frame]) -> None:
+        self._busy = True
+        try:
+            self._handler.on_frames(self, batch)
+        finally:
+            self._busy = False
+            # Time spent handing over is not silence from the server.
+            self._last_rx = time.monotonic()
+
+    def _abort(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            ws.abort()
+
+    # --- keep-alive thread ----------------------------------------------------------------
+
+    def _keep_alive(self, ws: websocket.WebSocket, done: threading.Event) -> None:
+        next_ping = time.monotonic() + self._ping_interval
+        interval = self._ping_interval
+        unanswered_since: float | None = None
+        pong_timeout = self._timeouts.pong
+        while not done.is_set():
+            now = time.monotonic()
+            if self._ping_interval != interval:
+                next_ping += self._ping_interval - interval
+                interval = self._ping_interval
+            wait = next_ping - now
+            if unanswered_since is not None:
+                wait = min(wait, unanswered_since + pong_timeout - now)
+            self._ka_wake.wait(max(wait, 0.0))
+            self._ka_wake.clear()
+            if done.is_set() or self._stop.is_set():
+                return
+            now = time.monotonic()
+            if unanswered_since is not None and self._last_rx >= unanswered_since:
+                unanswered_since = None
+            if (
+                unanswered_since is not None
+                and not self._busy
+                and now - unanswered_since >= pong_timeout
+            ):
+                self._dead_reason = (
+                    f"keep-alive timeout: nothing received for {now - unanswered_since:.1f} s "
+                    "after a ping"
+                )
+                log.warning("connection %d: %s; replacing it", self.index, self._dead_reason)
+                ws.abort()
+                return
+            if now >= next_ping:
+                if self.send(_protocol.ping_request(self._next_id())):
+                    self.pings_sent += 1
+                    if unanswered_since is None:
+                        unanswered_since = now
+                next_ping = now + interval
+
+
+class _AttemptFailed(Exception):
+    """A connection attempt failed; ``fatal`` is set when retrying is pointless."""
+
+    def __init__(self, reason: str, *, long: bool = False, fatal: CmcsyncError | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.long = long
+        self.fatal = fatal
+
+
+def _parse_close(data: bytes) -> tuple[int | None, str]:
+    if len(data) < 2:
+        return 1005, ""
+    code = int.from_bytes(data[:2], "big")
+    return code, data[2:].decode("utf-8", errors="replace")
+
+
+def _more_buffered(ws: websocket.WebSocket) -> bool:
+    """Whether another frame can be read without waiting (so the batch can grow)."""
+    buffered = getattr(getattr(ws, "frame_buffer", None), "recv_buffer", None)
+    if buffered:
+        return True
+    sock = ws.sock
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending():
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,210 @@
+"""The client against the simulator: subscribe, acks, errors, stats and close."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import cmcsync
+from cmcsync.testing import EventRecorder, Simulator
+from tests.conftest import KEY, make_client
+
+PRICE = "market@crypto_latest_price"
+EVM = "0x8ac76a51cc950d9822d68b83fe1ad97b32cd580d"
+
+
+def sent_by_client(sim: Simulator, method: str) -> list[dict]:
+    return [m for m in sim.received() if m.get("method") == method]
+
+
+def server_view(sim: Simulator) -> set[tuple[str, frozenset]]:
+    (conn,) = sim.connections()
+    return set(conn.subscriptions)
+
+
+def test_subscribe_waits_for_the_ack_and_sends_one_grouped_request(
+    sim: Simulator, client: cmcsync.Client
+) -> None:
+    subs = client.subscribe(PRICE, crypto_ids=[1, 1027])
+    assert [s.params_dict for s in subs] == [{"crypto_ids": 1}, {"crypto_ids": 1027}]
+    assert set(client.subscriptions().values()) == {cmcsync.SubscriptionState.ACTIVE}
+    (request,) = sent_by_client(sim, "subscribe")
+    assert request["channel"] == PRICE
+    assert request["params"] == {"crypto_ids": [1, 1027]}
+    assert isinstance(request["id"], int)
+    assert len(server_view(sim)) == 2
+
+
+def test_events_arrive_typed_with_the_params_echo(sim: Simulator, client: cmcsync.Client) -> None:
+    client.subscribe(PRICE, crypto_ids=[1])
+    event = next(iter(client.events(timeout=5)))
+    assert event.channel == PRICE
+    assert event.params == {"crypto_ids": 1}
+    assert isinstance(event.ts, int)
+    assert client.stats()["events_by_channel"][PRICE] >= 1
+
+
+def test_bad_params_raise_before_anything_is_sent(sim: Simulator, client: cmcsync.Client) -> None:
+    client.start()
+    client.wait_connected(5)
+    with pytest.raises(cmcsync.ConfigError, match="interval"):
+        client.subscribe("onchain@kline", platform_id=14, address=EVM, interval="2m")
+    with pytest.raises(cmcsync.ConfigError, match="crypto_ids"):
+        client.subscribe(PRICE)
+    assert sent_by_client(sim, "subscribe") == []
+    assert client.subscriptions() == {}
+
+
+def test_rejected_subscribe_carries_the_server_error(sim: Simulator, client: cmcsync.Client) -> None:
+    sim.fail_next_subscribe(2303)
+    with pytest.raises(cmcsync.SubscriptionError) as info:
+        client.subscribe(PRICE, crypto_ids=[1])
+    error = info.value
+    assert error.code == 2303 and error.error_code == 2303
+    assert error.category == "PROTOCOL"
+    assert error.error_message == "Subscription limit reached."
+    assert error.channel == PRICE
+    assert "Subscription limit reached." in str(error)
+    assert client.subscriptions() == {}, "a refused subscription is no longer wanted"
+
+
+def test_the_server_sub_limit_is_enforced_before_sending(sim: Simulator) -> None:
+    with Simulator(api_keys=(KEY,), sub_limit=3, speed=50) as small:
+        client = make_client(small.url)
+        try:
+            client.subscribe(PRICE, crypto_ids=[1])  # learns sub_limit=3 from the ack
+            with pytest.raises(cmcsync.ConfigError, match="at most 3"):
+                client.subscribe(PRICE, crypto_ids=[2, 3, 4])
+            assert len(sent_by_client(small, "subscribe")) == 1
+        finally:
+            client.close()
+
+
+def test_duplicate_subscribe_sends_nothing_new(sim: Simulator, client: cmcsync.Client) -> None:
+    client.subscribe(PRICE, crypto_ids=[1])
+    client.subscribe(PRICE, crypto_ids=["1"])
+    assert len(sent_by_client(sim, "subscribe")) == 1
+
+
+def test_unsubscribe_forms(sim: Simulator, client: cmcsync.Client) -> None:
+    client.subscribe(PRICE, crypto_ids=[1, 1027, 52])
+    client.subscribe("onchain@kline", platform_id=14, address=[EVM], interval="1m")
+    removed = client.unsubscribe(PRICE, crypto_ids=[1027])
+    assert [s.params_dict["crypto_ids"] for s in removed] == [1027]
+    assert {dict(p)["crypto_ids"] for c, p in server_view(sim) if c == PRICE} == {1, 52}
+
+    client.unsubscribe("onchain@kline")
+    (whole,) = [m for m in sent_by_client(sim, "unsubscribe") if "params" not in m]
+    assert whole["channel"] == "onchain@kline"
+    assert {c for c, _ in server_view(sim)} == {PRICE}
+
+    assert len(client.unsubscribe_all()) == 2
+    assert server_view(sim) == set()
+    assert client.subscriptions() == {}
+
+
+def test_malformed_frames_are_counted_and_skipped(sim: Simulator, client: cmcsync.Client, recorder: EventRecorder) -> None:
+    client.subscribe(PRICE, crypto_ids=[1])
+    sim.push("this is not json")
+    sim.push(b"\x00\x01binary")
+    sim.push("[1, 2]")
+    sim.push({"type": "mystery"})
+    sim.push({"type": "data", "channel": "market@nonsense", "params": {}, "data": {}, "ts": 1})
+    sim.push({"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "ts": 1})
+    sim.push({"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "data": [], "ts": 1})
+    recorder.wait_for(lambda: client.stats()["malformed"] >= 7, timeout=5)
+    kinds = client.stats()["malformed_by_kind"]
+    for kind in ("not_json", "binary", "not_object", "unknown_type", "unknown_channel", "missing_field"):
+        assert kinds.get(kind), kind
+    # The connection went on: data still flows, nothing reconnected.
+    recorder.clear()
+    recorder.wait_for_events(2, timeout=5)
+    assert client.stats()["reconnects"] == 0
+    errors = [c for c in recorder.calls if c[0] == "cmcsync_on_error"]
+    assert errors or client.stats()["malformed"] >= 7
+
+
+def test_stats_count_frames_and_bytes(sim: Simulator, client: cmcsync.Client) -> None:
+    client.subscribe(PRICE, crypto_ids=[1])
+    next(iter(client.events(timeout=5)))
+    stats = client.stats()
+    assert stats["frames_received"] >= 3  # welcome, ack, data
+    assert stats["bytes_received"] > 100
+    assert stats["acks"] == 1
+    assert stats["state"] == "running"
+    assert KEY not in repr(stats) and KEY not in repr(client)
+
+
+def test_close_is_idempotent_and_joins_every_thread(sim: Simulator) -> None:
+    client = make_client(sim.url)
+    client.subscribe(PRICE, crypto_ids=[1])
+    client.close()
+    client.close()
+    client_threads = [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("cmcsync-") and not t.name.startswith("cmcsync-sim")
+    ]
+    assert client_threads == []
+    assert client.state is cmcsync.ClientState.CLOSED
+    assert client.wait(0) is True
+    with pytest.raises(cmcsync.ClientClosedError):
+        client.subscribe(PRICE, crypto_ids=[1])
+
+
+def test_missing_key_and_insecure_url_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CMC_PRO_API_KEY", raising=False)
+    with pytest.raises(cmcsync.ConfigError, match="CMC_PRO_API_KEY"):
+        cmcsync.Client(url="ws://127.0.0.1:1/v1", autoload=False)
+    with pytest.raises(cmcsync.ConfigError, match="unencrypted"):
+        cmcsync.Client(api_key="k", url="ws://example.com/v1", autoload=False)
+    with pytest.raises(cmcsync.ConfigError, match="ws:// or wss://"):
+        cmcsync.Client(api_key="k", url="http://example.com/v1", autoload=False)
+
+
+def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    monkeypatch.setenv("CMC_PRO_API_KEY", KEY)
+    client = cmcsync.Client(url=sim.url, autoload=False)
+    try:
+        client.subscribe(PRICE, crypto_ids=[1])
+    finally:
+        client.close()
+
+
+def test_plugin_declared_subscriptions_are_sent_at_start(sim: Simulator) -> None:
+    class Wants:
+        @cmcsync.hookimpl
+        def cmcsync_subscriptions(self):  # type: ignore[no-untyped-def]
+            return [(PRICE, {"crypto_ids": [1, 1027]})]
+
+    recorder = EventRecorder()
+    client = make_client(sim.url, recorder)
+    client.register(Wants(), name="wants")
+    try:
+        client.start()
+        sim.wait_for(lambda: len(sim.connections()) == 1 and len(server_view(sim)) == 2, timeout=5)
+        recorder.wait_for_events(2, timeout=5)
+    finally:
+        client.close()
+
+
+def test_tap_sees_raw_frames_and_feed_replays_them(sim: Simulator, client: cmcsync.Client) -> None:
+    captured: list[tuple[float, str | bytes]] = []
+    client.tap_frames(lambda at, frame: captured.append((at, frame)))
+    client.subscribe(PRICE, crypto_ids=[1, 1027])
+    live = [e for _, e in zip(range(4), client.events(timeout=5))]
+    client.tap_frames(None)
+    frames = [f for _, f in captured]
+    assert any('"type":"welcome"' in str(f).replace(" ", "") for f in frames)
+
+    replayed = EventRecorder()
+    offline = cmcsync.Client(api_key="unused", url=sim.url, autoload=False, plugins=[replayed])
+    try:
+        offline.start(connect=False)
+        offline.feed(frames)
+        replayed.wait_for_events(len(live), timeout=5)
+    finally:
+        offline.close()
+    assert [(e.params, e.ts) for e in replayed.events[: len(live)]] == [(e.params, e.ts) for e in live]
+    assert offline.stats()["frames_received"] == 0, "no socket was used"
