@@ -1,0 +1,454 @@
+"""The dispatcher thread: plugins and the events iterator, fed from the bounded queue.
+
+Reader threads hand over decoded events in batches with :meth:`Dispatcher.submit` and
+lifecycle calls with :meth:`Dispatcher.notify`; the one thread ``cmcsync-dispatch`` takes them
+in arrival order (:mod:`cmcsync._queue`), calls the plugins, then feeds
+:meth:`cmcsync.Client.events`. No user code runs on a reader thread, so a slow plugin never
+delays a ping.
+
+Each plugin's implementation is called on its own rather than through pluggy's call loop,
+which stops at the first implementation that raises: a failure is logged with the plugin and
+hook names, counted and reported through ``cmcsync_on_plugin_error``, and the other plugins
+still get the call. A plugin failing ``max_plugin_failures`` times in a row is switched off.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from cmcsync import hookspecs
+from cmcsync._queue import EventQueue, Note
+from cmcsync.channels import CHANNELS
+from cmcsync.config import DispatchConfig
+from cmcsync.events import Event
+from cmcsync.exceptions import ClientClosedError
+
+__all__ = ["THREAD_NAME", "Dispatcher"]
+
+logger = logging.getLogger("cmcsync.dispatch")
+
+#: The name of the dispatcher thread.
+THREAD_NAME = "cmcsync-dispatch"
+
+_ON_EVENT = "cmcsync_on_event"
+_PLUGIN_ERROR = "cmcsync_on_plugin_error"
+
+#: Every hook and its argument names, read from the specs.
+_SPEC_ARGS: Mapping[str, tuple[str, ...]] = {
+    name: tuple(inspect.signature(getattr(hookspecs, name)).parameters)
+    for name in dir(hookspecs)
+    if hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT_NAME}_spec")
+}
+#: Hooks that go through :meth:`Dispatcher.notify`: all but the data hooks and the
+#: start-up hook the client calls itself.
+_LIFECYCLE_HOOKS = (
+    frozenset(_SPEC_ARGS)
+    - {_ON_EVENT, "cmcsync_subscriptions"}
+    - {row.hook for row in CHANNELS.values()}
+)
+
+#: Seconds between two logged queue warnings (slow consumer, drops).
+_REPORT_LOG_INTERVAL = 30.0
+
+# How a data-hook implementation takes its arguments: the common shapes get a direct call.
+_CALL_EVENT_CLIENT, _CALL_EVENT, _CALL_OTHER = 0, 1, 2
+_SHAPES = {("event", "client"): _CALL_EVENT_CLIENT, ("event",): _CALL_EVENT}
+
+
+class _PluginState:
+    """Failure bookkeeping for one plugin, shared by all its hook implementations."""
+
+    __slots__ = ("disabled", "errors", "name", "streak")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.errors = 0
+        self.streak = 0  # failures in a row; any successful call resets it
+        self.disabled = False
+
+
+# (function, call shape, argument names, plugin state, hook name)
+_Entry = tuple[Callable[..., object], int, tuple[str, ...], _PluginState, str]
+
+
+class Dispatcher:
+    """Deliver events and lifecycle calls to plugins and iterators on one thread.
+
+    :param pm: the client's plugin manager.
+    :param client: passed to the hooks as ``client``.
+    :param config: queue size, overflow policy, slow-consumer threshold, failure limit.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, client: object, config: DispatchConfig) -> None:
+        self._pm = pm
+        self._client = client
+        self._config = config
+        self._queue = EventQueue(config, client)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._next_report_log = 0.0
+
+        # Iterator state, guarded by _iter_cond.
+        self._iter_cond = threading.Condition()
+        self._iter_buf: collections.deque[Event] = collections.deque()
+        self._iter_enabled = False
+        self._iter_warned = False
+        self._finished = False
+        self._fatal: BaseException | None = None
+
+        # Implementation lists per hook, rebuilt when the manager's registrations change.
+        self._states_lock = threading.Lock()
+        self._states: dict[str, _PluginState] = {}
+        self._cache_key: object = object()
+        self._entries: dict[str, tuple[_Entry, ...]] = {}
+        self._data: dict[str, tuple[_Entry, ...]] = {}
+        self._any: tuple[_Entry, ...] = ()
+        self._warned_wrappers: set[str] = set()
+        self._refresh()
+
+    # ---------------------------------------------------------------------------------------
+    # Life cycle
+    # ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread ``cmcsync-dispatch``; calling it again does nothing.
+
+        :raises ClientClosedError: if the dispatcher was closed.
+        """
+        with self._start_lock:
+            if self._queue.closing:
+                raise ClientClosedError("the dispatcher is closed")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            self._queue.consumer = self._thread
+            self._thread.start()
+
+    def finish(self, error: BaseException | None) -> None:
+        """End every :meth:`iterate` after its buffered events, raising ``error`` if given.
+
+        :param error: the fatal background error (a rejected key...), or ``None``.
+        """
+        with self._iter_cond:
+            self._finished = True
+            if error is not None and self._fatal is None:
+                self._fatal = error
+            self._iter_cond.notify_all()
+
+    def close(self, timeout: float) -> None:
+        """Deliver what is queued, then stop and join the thread.
+
+        Events still queued when ``timeout`` runs out are counted as ``undelivered``; so are
+        events submitted from now on. Idempotent. Called on the dispatcher thread itself (a
+        plugin closing the client from a hook), it returns at once and the thread stops by
+        itself once the hook has returned and the queue is drained.
+
+        :param timeout: seconds to deliver and join.
+        """
+        with self._start_lock:
+            deadline = self._queue.close(timeout)
+            thread = self._thread
+        if thread is None:
+            self._stopped()
+            return
+        if thread is threading.current_thread():
+            return
+        # A little past the deadline: the thread needs a moment to count what it left.
+        thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+        if thread.is_alive():
+            logger.warning("the dispatcher thread is still inside a plugin after %.1f s", timeout)
+
+    # ---------------------------------------------------------------------------------------
+    # Producers: reader threads and the client
+    # ---------------------------------------------------------------------------------------
+
+    @property
+    def blocked(self) -> bool:
+        """Whether a :meth:`submit` is waiting for room in the queue."""
+        return self._queue.blocked
+
+    def submit(self, events: Sequence[Event]) -> None:
+        """Queue a batch of decoded events, applying the overflow policy when the queue is full.
+
+        With ``"block"`` this waits for room (and returns at once, counting what it could not
+        queue, when the dispatcher closes); it never waits on the dispatcher thread itself.
+
+        :param events: the events, in arrival order.
+        """
+        if events:
+            report = self._queue.put(events)
+            if report:
+                self._log_report(report)
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Queue a lifecycle hook call, in order with the events; never blocks or drops it.
+
+        :param hook: a lifecycle hook such as ``"cmcsync_on_connect"``.
+        :param kwargs: the hook's arguments; ``client`` is filled in when left out.
+        :raises ValueError: for a data hook or a name that is no hook.
+        :raises TypeError: when the arguments do not match the hook's.
+        """
+        if hook not in _LIFECYCLE_HOOKS:
+            raise ValueError(
+                f"{hook!r} is not a lifecycle hook: {', '.join(sorted(_LIFECYCLE_HOOKS))}"
+            )
+        argnames = _SPEC_ARGS[hook]
+        if "client" in argnames:
+            kwargs.setdefault("client", self._client)
+        if set(kwargs) != set(argnames):
+            raise TypeError(f"{hook} takes {', '.join(argnames)}; got {', '.join(sorted(kwargs))}")
+        if not self._queue.put_note(Note(hook, kwargs)):
+            logger.debug("dispatcher stopped; %s not delivered", hook)
+
+    def _log_report(self, report: str) -> None:
+        # A burst can fill and drain the queue many times a second (the GIL hands the consumer
+        # long slices): every report reaches the hook and the stats, but the log gets one per
+        # interval.
+        now = time.monotonic()
+        if now >= self._next_report_log:
+            self._next_report_log = now + _REPORT_LOG_INTERVAL
+            logger.warning(
+                "%s (for %.0f s, further reports only go to the hook and stats())",
+                report,
+                _REPORT_LOG_INTERVAL,
+            )
+
+    # ---------------------------------------------------------------------------------------
+    # The iterator behind Client.events()
+    # ---------------------------------------------------------------------------------------
+
+    def enable_iterator(self) -> None:
+        """Keep data events for :meth:`iterate` from now on (after the plugins had them)."""
+        self._iter_enabled = True
+
+    def iterate(self, timeout: float | None) -> Iterator[Event]:
+        """Yield the delivered events in arrival order; enables the iterator buffer.
+
+        Ends when no event came for ``timeout`` seconds, or once the buffer is empty after the
+        dispatcher stopped or :meth:`finish` was called.
+
+        :param timeout: the longest wait for one event, in seconds; ``None`` waits for ever.
+        :raises BaseException: the fatal error given to :meth:`finish`, after the buffer.
+        """
+        self.enable_iterator()
+        return self._iterate(timeout)
+
+    def _iterate(self, timeout: float | None) -> Iterator[Event]:
+        cond, buf = self._iter_cond, self._iter_buf
+        while True:
+            with cond:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not buf:
+                    if self._fatal is not None:
+                        raise self._fatal
+                    if self._finished:
+                        return
+                    if deadline is None:
+                        cond.wait()
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    cond.wait(remaining)
+                event = buf.popleft()
+            yield event
+
+    # ---------------------------------------------------------------------------------------
+    # Statistics
+    # ---------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the queue, the iterator and the plugins' health.
+
+        :returns: ``queue_depth``, ``queue_capacity``, ``max_queue_depth``, ``overflow``,
+            ``submitted``, ``delivered``, ``dropped`` (``"drop_oldest"``), ``conflated``,
+            ``undelivered`` (left when closing), ``blocked``, ``blocked_submits``,
+            ``blocked_seconds``, ``slow_consumer_reports``, ``iterator_depth``,
+            ``iterator_dropped``, ``plugin_errors`` (per plugin name), ``disabled_plugins``
+            and ``running``.
+        """
+        out: dict[str, Any] = self._queue.stats()
+        with self._iter_cond:
+            out["iterator_depth"] = len(self._iter_buf)
+        with self._states_lock:
+            states = list(self._states.values())
+        out["plugin_errors"] = {s.name: s.errors for s in states if s.errors}
+        out["disabled_plugins"] = sorted(s.name for s in states if s.disabled)
+        thread = self._thread
+        out["running"] = thread is not None and thread.is_alive()
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    # The dispatcher thread
+    # ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._queue.take()) is not None:
+                self._refresh()
+                self._deliver(batch)
+        except BaseException as exc:  # a bug here must not leave producers blocked for ever
+            logger.critical("the cmcsync dispatcher thread failed", exc_info=exc)
+            self.finish(exc)
+        finally:
+            self._stopped()
+
+    def _deliver(self, batch: list[object]) -> None:
+        data, any_hooks, client, queue = self._data, self._any, self._client, self._queue
+        delivered: list[Event] = []
+        for position, item in enumerate(batch):
+            if queue.closing and queue.past_deadline():
+                self._count_undelivered(batch[position:])
+                break
+            if isinstance(item, Note):
+                self._deliver_note(item)
+                continue
+            event: Any = item
+            for function, shape, argnames, state, hook in data.get(event.channel, any_hooks):
+                if state.disabled:
+                    continue
+                try:
+                    if shape == _CALL_EVENT_CLIENT:
+                        function(event, client)
+                    elif shape == _CALL_EVENT:
+                        function(event)
+                    else:
+                        function(*[event if name == "event" else client for name in argnames])
+                except Exception as exc:
+                    self._failed(state, hook, exc)
+                else:
+                    if state.streak:
+                        state.streak = 0
+            delivered.append(event)
+        if delivered:
+            queue.count("delivered", len(delivered))
+            if self._iter_enabled:
+                self._feed_iterator(delivered)
+
+    def _deliver_note(self, note: Note) -> None:
+        if note.hook == _PLUGIN_ERROR:
+            self._tell_plugin_error(note.kwargs)
+            return
+        for function, _, argnames, state, hook in self._entries.get(note.hook, ()):
+            if state.disabled:
+                continue
+            try:
+                function(*[note.kwargs[name] for name in argnames])
+            except Exception as exc:
+                self._failed(state, hook, exc)
+            else:
+                if state.streak:
+                    state.streak = 0
+
+    def _failed(self, state: _PluginState, hook: str, exc: Exception) -> None:
+        limit = self._config.max_plugin_failures
+        with self._states_lock:
+            state.errors += 1
+            state.streak += 1
+            disable = limit is not None and state.streak >= limit and not state.disabled
+            state.disabled = state.disabled or disable
+        logger.error("cmcsync plugin %r raised in %s", state.name, hook, exc_info=exc)
+        if disable:
+            logger.error(
+                "cmcsync plugin %r switched off after %d failures in a row", state.name, limit
+            )
+            self._pm.set_blocked(state.name)
+        self._tell_plugin_error(
+            {
+                "client": self._client,
+                "plugin_name": state.name,
+                "hook_name": hook,
+                "error": exc,
+                "disabled": disable,
+            }
+        )
+
+    def _tell_plugin_error(self, kwargs: Mapping[str, Any]) -> None:
+        # Failures here are only logged: reporting them through the same hook could recurse.
+        for function, _, argnames, state, hook in self._entries.get(_PLUGIN_ERROR, ()):
+            if state.disabled:
+                continue
+            try:
+                function(*[kwargs[name] for name in argnames])
+            except Exception:
+                logger.exception("cmcsync plugin %r raised in %s; ignored", state.name, hook)
+
+    def _feed_iterator(self, events: list[Event]) -> None:
+        with self._iter_cond:
+            buf = self._iter_buf
+            buf.extend(events)
+            excess = len(buf) - self._config.queue_size
+            for _ in range(excess):
+                buf.popleft()
+            warn = excess > 0 and not self._iter_warned
+            self._iter_warned = self._iter_warned or warn
+            self._iter_cond.notify_all()
+        if excess > 0:
+            self._queue.count("iterator_dropped", excess)
+        if warn:
+            logger.warning(
+                "client.events() is not read fast enough: its oldest events are being dropped "
+                "(counted in stats()['iterator_dropped'])"
+            )
+
+    def _count_undelivered(self, items: Sequence[object]) -> None:
+        notes = sum(1 for item in items if isinstance(item, Note))
+        events = len(items) - notes
+        self._queue.count("undelivered", events)
+        if items:
+            logger.warning(
+                "dispatcher stopped with %d events and %d lifecycle calls not delivered",
+                events,
+                notes,
+            )
+
+    def _stopped(self) -> None:
+        self._count_undelivered(self._queue.stop())
+        with self._iter_cond:
+            self._finished = True
+            self._iter_cond.notify_all()
+
+    def _refresh(self) -> None:
+        """Rebuild the per-hook implementation lists if registrations changed."""
+        generation = getattr(self._pm, "generation", None)
+        if generation is None:  # a plain pluggy manager: compare its registrations instead
+            generation = tuple((name, id(plugin)) for name, plugin in self._pm.list_name_plugin())
+        if generation == self._cache_key:
+            return
+        entries: dict[str, tuple[_Entry, ...]] = {}
+        for hook in _SPEC_ARGS:
+            caller = getattr(self._pm.hook, hook, None)
+            found: list[_Entry] = []
+            # pluggy calls the last registered first, honouring tryfirst/trylast; so do we.
+            for impl in reversed(caller.get_hookimpls() if caller is not None else []):
+                if impl.wrapper or impl.hookwrapper:
+                    if impl.plugin_name not in self._warned_wrappers:
+                        self._warned_wrappers.add(impl.plugin_name)
+                        logger.warning(
+                            "cmcsync plugin %r: %s is a hook wrapper, which cmcsync "
+                            "does not support; it is never called",
+                            impl.plugin_name,
+                            hook,
+                        )
+                    continue
+                with self._states_lock:
+                    state = self._states.setdefault(
+                        impl.plugin_name, _PluginState(impl.plugin_name)
+                    )
+                argnames = tuple(impl.argnames)
+                shape = _SHAPES.get(argnames, _CALL_OTHER)
+                found.append((impl.function, shape, argnames, state, hook))
+            entries[hook] = tuple(found)
+        any_hooks = entries[_ON_EVENT]
+        self._data = {name: any_hooks + entries.get(row.hook, ()) for name, row in CHANNELS.items()}
+        self._any = any_hooks
+        self._entries = entries
+        self._cache_key = generation
