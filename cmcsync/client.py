@@ -1,11 +1,9 @@
 """The :class:`Client`: lifecycle, the subscribe API, stats and waiting.
 
-The client owns a :class:`~cmcsync._connection.Connection` (socket, reader thread,
-keep-alive, reconnects), the :class:`~cmcsync.subscriptions.Registry` of wanted
-subscriptions, the codec that turns frames into typed events, and the dispatcher thread that
-hands those events to plugins and to :meth:`Client.events`. It is the connection's
-:class:`~cmcsync._connection.Handler`: the envelope handling below runs on the reader thread
-and never calls user code; hooks are queued for the dispatcher thread.
+The client owns the :class:`~cmcsync.subscriptions.Registry` of wanted subscriptions, the
+dispatcher thread that hands events to plugins and to :meth:`Client.events`, and an engine
+(:mod:`cmcsync._engine`) that runs a pool of connections, each with its own reader thread,
+keep-alive and reconnects. Everything here runs on the caller's thread.
 """
 
 from __future__ import annotations
@@ -17,23 +15,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 from cmcsync import _protocol
-from cmcsync._codec import Codec
-from cmcsync._connection import (
-    OPCODE_BINARY,
-    OPCODE_TEXT,
-    Connection,
-    Frame,
-    check_url,
-    redact_url,
-)
-from cmcsync._dedupe import Deduper
+from cmcsync._connection import OPCODE_BINARY, OPCODE_TEXT, Frame, check_url, redact_url
 from cmcsync._dispatch import Dispatcher
-from cmcsync.channels import CHANNELS, Channel, get_channel
+from cmcsync._engine import Engine
+from cmcsync.channels import get_channel
 from cmcsync.config import Backoff, DispatchConfig, Timeouts
 from cmcsync.events import Event
 from cmcsync.exceptions import (
@@ -41,8 +30,6 @@ from cmcsync.exceptions import (
     CmcsyncError,
     CmcsyncTimeoutError,
     ConfigError,
-    ConnectionFailedError,
-    ProtocolError,
     SubscriptionError,
 )
 from cmcsync.plugins import make_plugin_manager
@@ -58,12 +45,6 @@ from cmcsync.subscriptions import (
 __all__ = ["Client", "ClientState"]
 
 log = logging.getLogger("cmcsync.client")
-
-#: Subscriptions one connection may hold until the server says otherwise (its ``sub_limit``).
-DEFAULT_SUB_LIMIT = 100
-
-# Ping intervals outside this range in a welcome are ignored (milliseconds).
-_PING_RANGE_MS = (100, 300_000)
 
 
 class ClientState(str, enum.Enum):
@@ -112,6 +93,8 @@ class Client:
     :param allow_insecure: allow a plain ``ws://`` URL to a host other than this machine.
     :param dedupe_window: how many recent swap / liquidity keys are remembered per channel
         to drop the second copy CMC pushes for the pool's other token.
+    :param max_connections: the most connections the client opens; subscriptions are
+        spread over as many as they need, ``sub_limit`` (100) each. CMC allows 10 per key.
     :raises ConfigError: for a missing key, a bad URL or a bad setting.
     """
 
@@ -130,6 +113,7 @@ class Client:
         proxy: str | None = None,
         allow_insecure: bool = False,
         dedupe_window: int = 10_000,
+        max_connections: int = 10,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(_protocol.API_KEY_ENV, "")
         if not isinstance(key, str) or not key.strip():
@@ -147,45 +131,31 @@ class Client:
 
         self.plugin_manager = make_plugin_manager(autoload=autoload, plugins=plugins)
         self._dispatcher = Dispatcher(self.plugin_manager, self, self.dispatch_config)
-        self._codec = Codec(decimal=decimal)
-        self._parse_float: Any = Decimal if decimal else None
-        self._deduper = Deduper(window=dedupe_window)
         self._registry = Registry()
         self._requests = Requests()
-        self._connection = Connection(
-            url,
-            key.strip(),
+        self._engine = Engine(
             self,
+            url=url,
+            api_key=key.strip(),
+            decimal=decimal,
+            dispatcher=self._dispatcher,
+            registry=self._registry,
+            requests=self._requests,
             backoff=self.backoff,
             timeouts=self.timeouts,
             batch_size=self.dispatch_config.batch_size,
             sslopt=sslopt,
             proxy=proxy,
-            next_id=self._requests.next_id,
+            dedupe_window=dedupe_window,
+            max_connections=max_connections,
+            on_fatal=self._on_fatal,
         )
 
         self._state = ClientState.NEW
         self._state_lock = threading.Lock()
         self._stopped = threading.Event()
-        self._connected = threading.Event()
         self._fatal: CmcsyncError | None = None
         self._forked = False
-        self._sub_limit = DEFAULT_SUB_LIMIT
-        # Gap tracking: when each previously active subscription stopped receiving.
-        self._last_frame_ms = 0
-        self._outage: dict[Subscription, int] = {}
-        self._identities: dict[tuple[str, tuple[tuple[str, Any], ...]], Subscription | None] = {}
-
-        # Counters, written on the reader thread only.
-        self._events_by_channel: dict[str, int] = dict.fromkeys(CHANNELS, 0)
-        self._malformed: dict[str, int] = {}
-        self._reconnects = 0
-        self._acks = 0
-        self._pongs = 0
-        self._server_errors = 0
-        self._unmatched = 0
-        self._gaps = 0
-        self._tap: Callable[[float, str | bytes], None] | None = None
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -211,8 +181,8 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        """Whether a socket to the server is open right now."""
-        return self._connection.open
+        """Whether a socket to the server is open right now (any, with several)."""
+        return self._engine.any_open()
 
     def start(self, *, connect: bool = True) -> Client:
         """Start the background threads and connect; return at once.
@@ -232,11 +202,11 @@ class Client:
                 return self
             declared = self._declared_subscriptions()
             self._state = ClientState.RUNNING
-        if declared:
-            self._notify_states(self._registry.add(declared), SubscriptionState.PENDING)
         self._dispatcher.start()
         if connect:
-            self._connection.start()
+            self._engine.start()
+        if declared:
+            self._want(declared)
         return self
 
     def close(self, timeout: float | None = None) -> None:
@@ -253,7 +223,7 @@ class Client:
                 self._state = ClientState.CLOSED
         limit = self.timeouts.close if timeout is None else timeout
         if not self._forked:
-            self._connection.close(limit)
+            self._engine.close(limit)
             self._dispatcher.close(limit)
         self._stopped.set()
         self._registry.wake()
@@ -278,15 +248,17 @@ class Client:
         """
         self._ensure_started()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._connection.open:
+        while not self._engine.any_open():
             if self._fatal is not None:
                 raise self._fatal
-            if self._stopped.is_set():
-                raise ClientClosedError("the client is closed")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise CmcsyncTimeoutError(f"not connected within {timeout} s")
-            self._connected.wait(0.05 if remaining is None else min(remaining, 0.05))
+            # Woken at once by close() or a fatal error; otherwise re-checks a few times a second.
+            if self._stopped.wait(0.05 if remaining is None else min(remaining, 0.05)):
+                if self._fatal is not None:
+                    raise self._fatal
+                raise ClientClosedError("the client is closed")
 
     # --- subscriptions --------------------------------------------------------------------
 
@@ -320,17 +292,9 @@ class Client:
         subs = expand(row, params)
         self._dispatcher.enable_iterator()
         new = [s for s in subs if s not in self._registry]
-        if len(self._registry) + len(new) > self._sub_limit:
-            raise ConfigError(
-                f"subscribing would hold {len(self._registry) + len(new)} subscriptions; "
-                f"one connection holds at most {self._sub_limit} (the server's sub_limit)",
-                param=row.list_param,
-            )
-        added = self._registry.add(subs)
-        self._notify_states(added, SubscriptionState.PENDING)
+        self._engine.pool.check_budget(len(new), param=row.list_param)
         self._ensure_started()
-        if added and self._connection.open:
-            self._send_subscribe(added)
+        self._want(subs)
         if wait:
             self._wait_acks(subs, timeout)
         return subs
@@ -348,24 +312,11 @@ class Client:
         self._check_usable()
         row = get_channel(channel)
         if params:
-            subs = expand(row, params)
-            removed = self._registry.discard(subs)
-            payloads: list[dict[str, Any] | None] = [
-                payload for _, payload, _ in _batches(subs, self._sub_limit)
-            ]
+            removed = self._registry.discard(expand(row, params))
         else:
             removed = self._registry.discard_channel(row.name)
-            payloads = [None]
         self._forget(removed)
-        requests = []
-        if self._connection.open:
-            for payload in payloads:
-                request = self._requests.open("unsubscribe", row.name, payload)
-                text = _protocol.unsubscribe_request(request.id, row.name, payload)
-                if self._connection.send(text):
-                    requests.append(request)
-                else:
-                    self._requests.resolve(request.id)
+        requests = self._engine.unsubscribe(row, removed, whole=not params)
         if wait:
             self._wait_requests(requests, timeout)
         return removed
@@ -378,13 +329,9 @@ class Client:
         self._check_usable()
         removed = self._registry.clear()
         self._forget(removed)
-        if self._connection.open:
-            request = self._requests.open("unsubscribe_all")
-            if self._connection.send(_protocol.unsubscribe_all_request(request.id)):
-                if wait:
-                    self._wait_requests([request], timeout)
-            else:
-                self._requests.resolve(request.id)
+        requests = self._engine.unsubscribe_all(removed)
+        if wait:
+            self._wait_requests(requests, timeout)
         return removed
 
     def subscriptions(self) -> dict[Subscription, SubscriptionState]:
@@ -416,7 +363,7 @@ class Client:
         (append to a file, a list); an exception it raises is logged and the frame is still
         processed. ``None`` removes the tap. Used by ``cmcsync record``.
         """
-        self._tap = callback
+        self._engine.tap = callback
 
     def feed(self, frames: Iterable[str | bytes]) -> None:
         """Process frames as if the server had sent them, without a socket (replay).
@@ -432,7 +379,7 @@ class Client:
                 batch.append((OPCODE_TEXT, frame.encode("utf-8")))
             else:
                 batch.append((OPCODE_BINARY, bytes(frame)))
-        self._process(batch, None)
+        self._engine.feed(batch)
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object or module; return its name.
@@ -443,255 +390,53 @@ class Client:
         return register_plugin(self.plugin_manager, plugin, name)
 
     def stats(self) -> dict[str, Any]:
-        """Counters and state, for monitoring. Never contains the API key."""
-        conn = self._connection
+        """Counters and state, for monitoring. Never contains the API key.
+
+        Totals over every connection, with a ``connections`` list of per-connection counters.
+        """
         return {
             "state": self._state.value,
-            "connection": conn.state.value,
             "url": redact_url(self.url),
-            "connects": conn.connects,
-            "reconnects": self._reconnects,
-            "failed_attempts": conn.failed_attempts,
-            "last_close_code": conn.last_close_code,
-            "last_close_reason": conn.last_close_reason,
-            "frames_received": conn.frames_received,
-            "bytes_received": conn.bytes_received,
-            "frames_sent": conn.frames_sent,
-            "pings_sent": conn.pings_sent,
-            "pongs": self._pongs,
-            "acks": self._acks,
-            "server_errors": self._server_errors,
-            "events": sum(self._events_by_channel.values()),
-            "events_by_channel": dict(self._events_by_channel),
-            "malformed": sum(self._malformed.values()),
-            "malformed_by_kind": dict(self._malformed),
-            "duplicates_dropped": self._deduper.dropped,
-            "unmatched_events": self._unmatched,
-            "gaps": self._gaps,
-            "sub_limit": self._sub_limit,
+            **self._engine.stats(),
             "subscriptions": self._registry.counts(),
             "dispatch": self._dispatcher.stats(),
         }
 
-    # --- Handler: called on the reader thread ---------------------------------------------
+    # --- helpers --------------------------------------------------------------------------
 
-    def on_open(self, conn: Connection, reconnect: bool) -> None:
-        self._connected.set()
-        if reconnect:
-            self._reconnects += 1
-        self._dispatcher.notify(
-            "cmcsync_on_connect", client=self, url=redact_url(self.url), reconnect=reconnect
-        )
-        wanted = self._registry.reset_pending()
-        if wanted:
-            log.info("replaying %d subscriptions", len(wanted))
-            self._send_subscribe(wanted)
-
-    def on_close(
-        self, conn: Connection, code: int | None, reason: str, will_reconnect: bool
-    ) -> None:
-        self._connected.clear()
-        self._requests.fail_all(
-            ConnectionFailedError(_protocol.describe_close(code, reason), close_code=code)
-        )
-        snapshot = self._registry.snapshot()
-        # Data may have been missed from the last frame the connection delivered.
-        start = self._last_frame_ms or _now_ms()
-        for sub, state in snapshot.items():
-            if state is SubscriptionState.ACTIVE:
-                self._outage.setdefault(sub, start)
-        changed = [s for s, st in snapshot.items() if st is not SubscriptionState.PENDING]
-        self._registry.reset_pending()
-        self._notify_states(changed, SubscriptionState.PENDING)
-        self._dispatcher.notify(
-            "cmcsync_on_disconnect",
-            client=self,
-            code=code,
-            reason=reason,
-            will_reconnect=will_reconnect,
-        )
-
-    def on_fatal(self, conn: Connection, error: CmcsyncError) -> None:
+    def _on_fatal(self, error: CmcsyncError) -> None:
+        """A connection stopped for good (reader thread): the whole client stops."""
         with self._state_lock:
             if self._state is ClientState.RUNNING:
                 self._state = ClientState.FAILED
-        self._fatal = error
-        self._requests.fail_all(error)
+            first = self._fatal is None
+            if first:
+                self._fatal = error
+        if not first:
+            return
         self._dispatcher.notify("cmcsync_on_error", client=self, error=error)
         self._dispatcher.finish(error)
         self._stopped.set()
         self._registry.wake()
+        # The key is shared: the other connections would fail the same way.
+        current = threading.current_thread()
+        for conn in self._engine.connections:
+            if conn._reader is not current:
+                threading.Thread(
+                    target=conn.close, args=(self.timeouts.close,), name="cmcsync-stopper"
+                ).start()
 
-    def on_frames(self, conn: Connection, frames: Sequence[Frame]) -> None:
-        self._process(frames, conn)
-
-    def _process(self, frames: Sequence[Frame], conn: Connection | None) -> None:
-        self._last_frame_ms = _now_ms()
-        tap = self._tap
-        if tap is not None:
-            received_at = self._last_frame_ms / 1000.0
-            for opcode, payload in frames:
-                try:
-                    tap(received_at, payload.decode("utf-8", "replace") if opcode == OPCODE_TEXT else payload)
-                except Exception:  # noqa: BLE001 - a broken tap must not cost the frame
-                    log.exception("frame tap failed")
-        events: list[Event] = []
-        for opcode, payload in frames:
-            try:
-                if opcode != OPCODE_TEXT:
-                    raise ProtocolError(
-                        f"binary frame of {len(payload)} bytes; CMC sends JSON text",
-                        kind="binary",
-                    )
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError("text frame is not valid UTF-8", kind="not_utf8") from None
-                message = _protocol.parse_frame(text, parse_float=self._parse_float)
-                kind = message["type"]
-                if kind == "data":
-                    event = self._on_data(message)
-                    if event is not None:
-                        events.append(event)
-                elif kind == "ack":
-                    self._on_ack(message)
-                elif kind == "error":
-                    self._on_error(message)
-                elif kind == "pong":
-                    self._pongs += 1
-                elif kind == "welcome":
-                    if conn is not None:
-                        self._on_welcome(conn, message)
-                else:
-                    raise ProtocolError(f"unknown message type {kind!r}", kind="unknown_type")
-            except ProtocolError as exc:
-                self._malformed_frame(exc)
-        if events:
-            self._dispatcher.submit(events)
-
-    # --- envelope handling (reader thread) --------------------------------------------------
-
-    def _on_data(self, message: Mapping[str, Any]) -> Event | None:
-        name = message.get("channel")
-        row = CHANNELS.get(name) if isinstance(name, str) else None
-        if row is None:
-            if not isinstance(name, str):
-                raise ProtocolError("data push without a channel", kind="missing_field")
-            raise ProtocolError(f"data push for unknown channel {name!r}", kind="unknown_channel")
-        params = message.get("params")
-        ts = message.get("ts")
-        if not isinstance(params, dict):
-            raise ProtocolError(f"{name} push without params", kind="missing_field")
-        if not isinstance(ts, int) or isinstance(ts, bool):
-            raise ProtocolError(f"{name} push without an integer ts", kind="missing_field")
-        if "data" not in message:
-            raise ProtocolError(f"{name} push without data", kind="missing_field")
-        event = self._codec.decode(row, params, message["data"], ts)
-        if row.dedupe_key is not None and self._deduper.is_duplicate(row, event):
-            return None
-        sub = self._identify(row, params)
-        if sub is None or self._registry.state(sub) is None:
-            # Not one of ours (params echoed in an unexpected form, or a push that crossed an
-            # unsubscribe): delivered all the same, since dropping data silently is worse.
-            self._unmatched += 1
-        self._events_by_channel[row.name] += 1
-        return event
-
-    def _identify(self, row: Channel, params: Mapping[str, Any]) -> Subscription | None:
-        """The subscription a push belongs to; cached, since every push repeats its params."""
-        try:
-            key = (row.name, tuple(params.items()))
-            return self._identities[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable value in the echo: not a params echo we know
-            return None
-        scalar = row.scalar_form(params)
-        sub = Subscription.of(row.name, scalar) if scalar is not None else None
-        if len(self._identities) >= 100_000:
-            self._identities.clear()
-        self._identities[key] = sub
-        return sub
-
-    def _on_ack(self, message: Mapping[str, Any]) -> None:
-        self._acks += 1
-        limit = message.get("sub_limit")
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            self._sub_limit = limit
-        code = message.get("code", 0)
-        rid = _protocol.request_id(message)
-        if code not in (0, None, "0"):
-            # Defensive: CMC reports failures as error envelopes, but an ack with a non-zero
-            # code is a refusal all the same.
-            self._on_error({"id": rid, "status": {"error_code": code, "error_message": message.get("msg")}})
-            return
-        request = self._requests.resolve(rid, answer=message) if rid is not None else None
-        if request is not None and request.method == "subscribe":
-            changed = self._registry.set_state(request.subs, SubscriptionState.ACTIVE)
-            self._notify_states(changed, SubscriptionState.ACTIVE)
-            end = _now_ms()
-            for sub in changed:
-                start = self._outage.pop(sub, None)
-                if start is not None:
-                    self._gaps += 1
-                    self._dispatcher.notify(
-                        "cmcsync_on_gap",
-                        client=self,
-                        channel=sub.channel,
-                        params=sub.params_dict,
-                        start_ms=start,
-                        end_ms=end,
-                    )
-
-    def _on_error(self, message: Mapping[str, Any]) -> None:
-        self._server_errors += 1
-        base = _protocol.server_error(message)
-        rid = _protocol.request_id(message)
-        request = self._requests.get(rid) if rid is not None else None
-        if request is None:
-            log.warning("server error not tied to a request: %s", base)
-            self._dispatcher.notify("cmcsync_on_error", client=self, error=base)
-            return
-        error = SubscriptionError(
-            base.code,
-            base.category,
-            base.error_message,
-            base.detail,
-            channel=request.channel,
-            params=request.params,
-        )
-        self._requests.resolve(request.id, error=error)
-        if request.method == "subscribe":
-            log.warning("subscription refused: %s", error)
-            changed = self._registry.set_state(request.subs, SubscriptionState.REJECTED, error)
-            self._notify_states(changed, SubscriptionState.REJECTED, error)
-
-    def _on_welcome(self, conn: Connection, message: Mapping[str, Any]) -> None:
-        interval = message.get("ping_interval_ms")
-        low, high = _PING_RANGE_MS
-        if isinstance(interval, (int, float)) and not isinstance(interval, bool):
-            if low <= interval <= high:
-                conn.set_ping_interval(float(interval) / 1000.0)
-                return
-        if interval is not None:
-            log.warning("ignoring welcome ping_interval_ms=%r", interval)
-
-    def _malformed_frame(self, error: ProtocolError) -> None:
-        first = error.kind not in self._malformed
-        self._malformed[error.kind] = self._malformed.get(error.kind, 0) + 1
-        # Once per kind at WARNING, so a stream of garbage cannot flood the log.
-        log.log(logging.WARNING if first else logging.DEBUG, "skipped a frame: %s", error)
-        self._dispatcher.notify("cmcsync_on_error", client=self, error=error)
-
-    # --- helpers --------------------------------------------------------------------------
-
-    def _send_subscribe(self, subs: Sequence[Subscription]) -> None:
-        for channel, payload, members in _batches(subs, self._sub_limit):
-            request = self._requests.open("subscribe", channel, payload, members)
-            if not self._connection.send(_protocol.subscribe_request(request.id, channel, payload)):
-                # The socket went away; the replay after the reconnect sends them again.
-                self._requests.resolve(request.id)
-                return
+    def _want(self, subs: Sequence[Subscription]) -> None:
+        added = self._registry.add(subs)
+        self._engine.notify_states(added, SubscriptionState.PENDING)
+        homeless = self._engine.place(added)
+        if homeless:
+            self._registry.discard(homeless)
+            raise ConfigError(
+                f"no connection has room for {len(homeless)} more subscription(s): the budget "
+                f"is {self._engine.pool.budget}",
+                param=get_channel(homeless[0].channel).list_param,
+            )
 
     def _wait_acks(self, subs: Sequence[Subscription], timeout: float | None) -> None:
         limit = self.timeouts.ack if timeout is None else timeout
@@ -726,26 +471,9 @@ class Client:
                 raise request.error
             # A connection lost meanwhile took the subscription with it: nothing to undo.
 
-    def _notify_states(
-        self,
-        subs: Iterable[Subscription],
-        state: SubscriptionState,
-        error: BaseException | None = None,
-    ) -> None:
-        for sub in subs:
-            self._dispatcher.notify(
-                "cmcsync_on_subscription_state",
-                client=self,
-                channel=sub.channel,
-                params=sub.params_dict,
-                state=state.value,
-                error=error,
-            )
-
     def _forget(self, removed: Sequence[Subscription]) -> None:
-        for sub in removed:
-            self._outage.pop(sub, None)
-        self._notify_states(removed, SubscriptionState.REMOVED)
+        self._engine.forget(removed)
+        self._engine.notify_states(removed, SubscriptionState.REMOVED)
 
     def _declared_subscriptions(self) -> list[Subscription]:
         declared: list[Subscription] = []
@@ -781,27 +509,3 @@ class Client:
             raise ClientClosedError("the client is closed; create a new one")
         if self._state is ClientState.FAILED and self._fatal is not None:
             raise self._fatal
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _batches(
-    subs: Iterable[Subscription], limit: int
-) -> list[tuple[str, dict[str, Any], list[Subscription]]]:
-    """Group subscriptions into few requests: one per channel and scalar params, the list
-    param as an array of at most ``limit`` elements. Returns (channel, params, members)."""
-    groups: dict[tuple[str, tuple[tuple[str, Any], ...]], list[Subscription]] = {}
-    for sub in subs:
-        list_param = CHANNELS[sub.channel].list_param
-        scalars = tuple((k, v) for k, v in sub.params if k != list_param)
-        groups.setdefault((sub.channel, scalars), []).append(sub)
-    out = []
-    for (channel, scalars), members in groups.items():
-        list_param = CHANNELS[channel].list_param
-        for start in range(0, len(members), limit):
-            chunk = members[start : start + limit]
-            payload = {**dict(scalars), list_param: [dict(s.params)[list_param] for s in chunk]}
-            out.append((channel, payload, chunk))
-    return out

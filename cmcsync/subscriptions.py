@@ -220,6 +220,8 @@ class Request:
     channel: str | None
     params: Mapping[str, Any] | None
     subs: tuple[Subscription, ...]
+    #: The index of the connection the request was sent on.
+    via: int | None = None
     done: threading.Event = attrs.field(factory=threading.Event)
     error: BaseException | None = None
     answer: Mapping[str, Any] | None = None
@@ -243,9 +245,10 @@ class Requests:
         channel: str | None = None,
         params: Mapping[str, Any] | None = None,
         subs: Iterable[Subscription] = (),
+        via: int | None = None,
     ) -> Request:
-        """Register a request about to be sent and return it."""
-        request = Request(next(self._ids), method, channel, params, tuple(subs))
+        """Register a request about to be sent on connection ``via`` and return it."""
+        request = Request(next(self._ids), method, channel, params, tuple(subs), via)
         with self._lock:
             self._pending[request.id] = request
         return request
@@ -267,15 +270,18 @@ class Requests:
         with self._lock:
             return self._pending.get(request_id)
 
-    def fail_all(self, error: BaseException) -> list[Request]:
-        """Answer every pending request with ``error`` (connection lost, client closed).
+    def fail_all(self, error: BaseException, *, via: int | None = None) -> list[Request]:
+        """Answer pending requests with ``error`` (connection lost, client closed).
 
         Subscriptions are not lost with their request: they stay wanted and are sent again
         on the next connection.
+
+        :param via: only the requests sent on this connection; ``None`` for all.
         """
         with self._lock:
-            pending = list(self._pending.values())
-            self._pending.clear()
+            pending = [r for r in self._pending.values() if via is None or r.via == via]
+            for request in pending:
+                del self._pending[request.id]
         for request in pending:
             request.error = error
             request.done.set()

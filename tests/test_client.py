@@ -57,24 +57,37 @@ def test_bad_params_raise_before_anything_is_sent(sim: Simulator, client: cmcsyn
 
 
 def test_rejected_subscribe_carries_the_server_error(sim: Simulator, client: cmcsync.Client) -> None:
-    sim.fail_next_subscribe(2303)
+    sim.fail_next_subscribe(2302)
     with pytest.raises(cmcsync.SubscriptionError) as info:
         client.subscribe(PRICE, crypto_ids=[1])
     error = info.value
-    assert error.code == 2303 and error.error_code == 2303
+    assert error.code == 2302 and error.error_code == 2302
     assert error.category == "PROTOCOL"
-    assert error.error_message == "Subscription limit reached."
+    assert error.error_message == "Channel not available on your plan."
     assert error.channel == PRICE
-    assert "Subscription limit reached." in str(error)
+    assert "Channel not available on your plan." in str(error)
     assert client.subscriptions() == {}, "a refused subscription is no longer wanted"
+
+
+def test_subscription_limit_on_the_only_connection_is_a_rejection(sim: Simulator) -> None:
+    client = make_client(sim.url, max_connections=1)
+    try:
+        client.subscribe(PRICE, crypto_ids=[1])
+        sim.fail_next_subscribe(2303)
+        with pytest.raises(cmcsync.SubscriptionError) as info:
+            client.subscribe(PRICE, crypto_ids=[2])
+        assert info.value.code == 2303
+        assert info.value.error_message == "Subscription limit reached."
+    finally:
+        client.close()
 
 
 def test_the_server_sub_limit_is_enforced_before_sending(sim: Simulator) -> None:
     with Simulator(api_keys=(KEY,), sub_limit=3, speed=50) as small:
-        client = make_client(small.url)
+        client = make_client(small.url, max_connections=1)
         try:
             client.subscribe(PRICE, crypto_ids=[1])  # learns sub_limit=3 from the ack
-            with pytest.raises(cmcsync.ConfigError, match="at most 3"):
+            with pytest.raises(cmcsync.ConfigError, match="the budget is 3"):
                 client.subscribe(PRICE, crypto_ids=[2, 3, 4])
             assert len(sent_by_client(small, "subscribe")) == 1
         finally:
