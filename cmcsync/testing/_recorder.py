@@ -164,6 +164,25 @@ class EventRecorder:
         )
 
     @hookimpl
+    def cmcsync_on_stale(
+        self, client: Any, channel: str, params: Mapping[str, Any], silent_for: float, action: str
+    ) -> None:
+        self._record(
+            "cmcsync_on_stale",
+            {
+                "client": client,
+                "channel": channel,
+                "params": params,
+                "silent_for": silent_for,
+                "action": action,
+            },
+        )
+
+    @hookimpl
+    def cmcsync_on_close(self, client: Any) -> None:
+        self._record("cmcsync_on_close", {"client": client})
+
+    @hookimpl
     def cmcsync_on_event(self, event: events.Event, client: Any) -> None:
         self._record("cmcsync_on_event", {"event": event, "client": client}, event)
 
