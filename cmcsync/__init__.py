@@ -17,6 +17,7 @@ from cmcsync.client import Client
 from cmcsync.client import ClientState
 from cmcsync.config import Backoff
 from cmcsync.config import DispatchConfig
+from cmcsync.config import Liveness
 from cmcsync.config import Timeouts
 from cmcsync.events import Event
 from cmcsync.exceptions import AuthError
@@ -56,6 +57,7 @@ __all__ = [
     "DispatchConfig",
     "Event",
     "GaveUpError",
+    "Liveness",
     "ProtocolError",
     "ServerError",
     "Subscription",

@@ -212,6 +212,14 @@ class Connection:
         """Whether a socket is open right now."""
         return self.state is ConnectionState.OPEN
 
+    def recycle(self, reason: str) -> None:
+        """Drop the current socket so the reader reconnects (and replays) at once."""
+        ws = self._ws
+        if ws is not None and self.open:
+            self._dead_reason = reason
+            log.warning("connection %d: %s; replacing it", self.index, reason)
+            ws.abort()
+
     def set_ping_interval(self, seconds: float) -> None:
         """Use the server's ping interval (from its welcome) for this socket."""
         self._ping_interval = seconds

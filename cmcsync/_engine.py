@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -25,7 +26,7 @@ from cmcsync._dedupe import Deduper
 from cmcsync._dispatch import Dispatcher
 from cmcsync._pool import Pool
 from cmcsync.channels import CHANNELS, Channel
-from cmcsync.config import Backoff, Timeouts
+from cmcsync.config import Backoff, Liveness, Timeouts
 from cmcsync.events import Event
 from cmcsync.exceptions import (
     CmcsyncError,
@@ -75,6 +76,7 @@ class Engine:
         proxy: str | None,
         dedupe_window: int,
         max_connections: int,
+        liveness: Liveness,
         on_fatal: Callable[[CmcsyncError], None],
     ) -> None:
         self._client = client
@@ -87,6 +89,11 @@ class Engine:
         self._deduper = Deduper(window=dedupe_window)
         self._fatal_callback = on_fatal
         self._running = False
+        # Which connections have sent their replay: a subscription placed on one of them is
+        # sent at once, one placed on any other is sent by its replay. The lock makes the two
+        # exclusive, so nothing is sent twice or not at all.
+        self._send_lock = threading.Lock()
+        self._replayed: set[int] = set()
 
         def make(index: int) -> Connection:
             return Connection(
@@ -110,6 +117,13 @@ class Engine:
         self._outage: dict[Subscription, int] = {}
         self._identities: dict[tuple[str, tuple[tuple[str, Any], ...]], Subscription | None] = {}
         self.tap: Callable[[float, str | bytes], None] | None = None
+        # Liveness: when each active subscription last delivered, and its recovery step.
+        self._liveness = liveness
+        self._batch_time = 0.0
+        self._last_seen: dict[Subscription, float] = {}
+        self._stale: dict[Subscription, int] = {}
+        self._watch_stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
         # Counters; each is written by reader threads only.
         self.events_by_channel: dict[str, int] = dict.fromkeys(CHANNELS, 0)
@@ -121,6 +135,8 @@ class Engine:
         self.unmatched = 0
         self.gaps = 0
         self.moved = 0
+        self.stale_resubscribes = 0
+        self.stale_reconnects = 0
 
     # --- user side ------------------------------------------------------------------------
 
@@ -135,12 +151,21 @@ class Engine:
         self.pool.ensure_first()
         for conn in self.pool.connections:
             conn.start()
+        if self._liveness.enabled and self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="cmcsync-watchdog", daemon=True
+            )
+            self._watchdog.start()
 
     def close(self, timeout: float) -> None:
         """Close every connection and join their threads."""
         self._running = False
+        self._watch_stop.set()
         for conn in list(self.pool.connections):
             conn.close(timeout)
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join(timeout)
 
     def any_open(self) -> bool:
         """Whether at least one socket is open."""
@@ -151,15 +176,20 @@ class Engine:
 
         :returns: the subscriptions for which no connection had room.
         """
-        placed, created, homeless = self.pool.place(subs)
+        return self._place_and_send(subs)[1]
+
+    def _place_and_send(
+        self, subs: Sequence[Subscription], *, avoid: int | None = None
+    ) -> tuple[dict[int, list[Subscription]], list[Subscription]]:
+        with self._send_lock:
+            placed, created, homeless = self.pool.place(subs, avoid=avoid)
+            for index, members in placed.items():
+                if index in self._replayed:
+                    self._send_subscribe(self.pool.connections[index], members)
         if self._running:
             for conn in created:
                 conn.start()
-        for index, members in placed.items():
-            conn = self.pool.connections[index]
-            if conn.open:
-                self._send_subscribe(conn, members)
-        return homeless
+        return placed, homeless
 
     def unsubscribe(
         self, row: Channel, removed: Sequence[Subscription], *, whole: bool
@@ -193,6 +223,8 @@ class Engine:
         """Drop gap bookkeeping for subscriptions no longer wanted."""
         for sub in subs:
             self._outage.pop(sub, None)
+            self._last_seen.pop(sub, None)
+            self._stale.pop(sub, None)
 
     def feed(self, frames: Sequence[Frame]) -> None:
         """Process frames without a socket (replay)."""
@@ -229,15 +261,19 @@ class Engine:
         self._dispatcher.notify(
             "cmcsync_on_connect", client=self._client, url=redact_url(self._url), reconnect=reconnect
         )
-        members = self.pool.members(conn.index)
-        if members:
-            self._registry.set_state(members, SubscriptionState.PENDING)
-            log.info("connection %d: sending %d subscriptions", conn.index, len(members))
-            self._send_subscribe(conn, members)
+        with self._send_lock:
+            self._replayed.add(conn.index)
+            members = self.pool.members(conn.index)
+            if members:
+                self._registry.set_state(members, SubscriptionState.PENDING)
+                log.info("connection %d: sending %d subscriptions", conn.index, len(members))
+                self._send_subscribe(conn, members)
 
     def on_close(
         self, conn: Connection, code: int | None, reason: str, will_reconnect: bool
     ) -> None:
+        with self._send_lock:
+            self._replayed.discard(conn.index)
         self._requests.fail_all(
             ConnectionFailedError(_protocol.describe_close(code, reason), close_code=code),
             via=conn.index,
@@ -273,18 +309,12 @@ class Engine:
         """Re-home ``subs`` on other connections; those without room stay on ``conn``."""
         self.pool.shrink_cap(conn.index, 0)
         self.pool.release(subs)
-        placed, created, homeless = self.pool.place(subs, avoid=conn.index)
-        if self._running:
-            for new in created:
-                new.start()
+        placed, homeless = self._place_and_send(subs, avoid=conn.index)
         for index, members in placed.items():
             self.moved += len(members)
-            target = self.pool.connections[index]
             log.info(
                 "moved %d subscriptions from connection %d to %d", len(members), conn.index, index
             )
-            if target.open:
-                self._send_subscribe(target, members)
         if homeless:
             self.pool.restore_cap(conn.index)
             self.pool.place(homeless)
@@ -293,6 +323,7 @@ class Engine:
 
     def _process(self, frames: Sequence[Frame], conn: Connection | None) -> None:
         self._last_frame_ms = now_ms()
+        self._batch_time = time.monotonic()
         tap = self.tap
         if tap is not None:
             self._tap_frames(tap, frames)
@@ -359,6 +390,10 @@ class Engine:
         if row.dedupe_key is not None and self._deduper.is_duplicate(row, event):
             return None
         sub = self._identify(row, params)
+        if sub is not None:
+            self._last_seen[sub] = self._batch_time
+            if self._stale:
+                self._stale.pop(sub, None)
         if sub is None or self._registry.state(sub) is None:
             # Not one of ours (params echoed in an unexpected form, or a push that crossed an
             # unsubscribe): delivered all the same, since dropping data silently is worse.
@@ -400,6 +435,10 @@ class Engine:
             return
         changed = self._registry.set_state(request.subs, SubscriptionState.ACTIVE)
         self._notify_states(changed, SubscriptionState.ACTIVE)
+        acked_at = time.monotonic()
+        for sub in changed:
+            # Silence is measured from the ack when nothing has come yet.
+            self._last_seen[sub] = max(self._last_seen.get(sub, 0.0), acked_at)
         end = now_ms()
         for sub in changed:
             start = self._outage.pop(sub, None)
@@ -470,22 +509,16 @@ class Engine:
         else:
             self.pool.learn_sub_limit(max(1, min(self.pool.sub_limit, len(subs)) // 2))
         self.pool.release(subs)
-        placed, created, homeless = self.pool.place(subs, avoid=avoid)
-        if self._running:
-            for new in created:
-                new.start()
+        placed, homeless = self._place_and_send(subs, avoid=avoid)
         for target_index, members in placed.items():
             if target_index != index:
                 self.moved += len(members)
-            target = self.pool.connections[target_index]
             log.info(
                 "connection %d is full (2303); %d subscriptions placed on connection %d",
                 index,
                 len(members),
                 target_index,
             )
-            if target.open:
-                self._send_subscribe(target, members)
         return homeless
 
     def _on_welcome(self, conn: Connection, message: Mapping[str, Any]) -> None:
@@ -529,6 +562,63 @@ class Engine:
                 state=state.value,
                 error=error,
             )
+
+    # --- liveness (watchdog thread) --------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(self._liveness.check_interval):
+            try:
+                self.check_liveness(time.monotonic())
+            except Exception:
+                log.exception("liveness check failed")
+
+    def _cadence(self, sub: Subscription) -> float | None:
+        override = self._liveness.cadences.get(sub.channel)
+        return override if override is not None else CHANNELS[sub.channel].cadence
+
+    def check_liveness(self, now: float) -> None:
+        """Find active subscriptions silent for too long and recover them one step further."""
+        recycle: dict[int, str] = {}
+        for sub, state in self._registry.snapshot().items():
+            cadence = self._cadence(sub)
+            if state is not SubscriptionState.ACTIVE or cadence is None:
+                continue
+            seen = self._last_seen.setdefault(sub, now)
+            silent = now - seen
+            index = self.pool.home(sub)
+            if silent < self._liveness.factor * cadence or index is None:
+                continue
+            conn = self.pool.connections[index]
+            if not conn.open:
+                continue
+            self._last_seen[sub] = now
+            if self._stale.get(sub, 0) == 0:
+                self._stale[sub] = 1
+                self.stale_resubscribes += 1
+                self._notify_stale(sub, silent, "resubscribe")
+                payload = dict(sub.params)
+                row = CHANNELS[sub.channel]
+                payload[row.list_param] = [payload[row.list_param]]
+                self._send(conn, "unsubscribe", sub.channel, payload)
+                self._send_subscribe(conn, [sub])
+            else:
+                self._stale[sub] = 0
+                self._notify_stale(sub, silent, "reconnect")
+                recycle[index] = f"{sub} silent for {silent:.1f} s after a resubscribe"
+        for index, reason in recycle.items():
+            self.stale_reconnects += 1
+            self.pool.connections[index].recycle(reason)
+
+    def _notify_stale(self, sub: Subscription, silent: float, action: str) -> None:
+        log.warning("%s delivered nothing for %.1f s: %s", sub, silent, action)
+        self._dispatcher.notify(
+            "cmcsync_on_stale",
+            client=self._client,
+            channel=sub.channel,
+            params=sub.params_dict,
+            silent_for=silent,
+            action=action,
+        )
 
     # --- stats ----------------------------------------------------------------------------
 
@@ -578,6 +668,8 @@ class Engine:
             "unmatched_events": self.unmatched,
             "gaps": self.gaps,
             "moved_subscriptions": self.moved,
+            "stale_resubscribes": self.stale_resubscribes,
+            "stale_reconnects": self.stale_reconnects,
             "sub_limit": self.pool.sub_limit,
             "max_connections": self.pool.max_connections,
             "budget": self.pool.budget,

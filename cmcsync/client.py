@@ -23,7 +23,7 @@ from cmcsync._connection import OPCODE_BINARY, OPCODE_TEXT, Frame, check_url, re
 from cmcsync._dispatch import Dispatcher
 from cmcsync._engine import Engine
 from cmcsync.channels import get_channel
-from cmcsync.config import Backoff, DispatchConfig, Timeouts
+from cmcsync.config import Backoff, DispatchConfig, Liveness, Timeouts
 from cmcsync.events import Event
 from cmcsync.exceptions import (
     ClientClosedError,
@@ -95,6 +95,8 @@ class Client:
         to drop the second copy CMC pushes for the pool's other token.
     :param max_connections: the most connections the client opens; subscriptions are
         spread over as many as they need, ``sub_limit`` (100) each. CMC allows 10 per key.
+    :param liveness: how silent subscriptions are detected and recovered, see
+        :class:`cmcsync.Liveness`.
     :raises ConfigError: for a missing key, a bad URL or a bad setting.
     """
 
@@ -114,6 +116,7 @@ class Client:
         allow_insecure: bool = False,
         dedupe_window: int = 10_000,
         max_connections: int = 10,
+        liveness: Liveness | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(_protocol.API_KEY_ENV, "")
         if not isinstance(key, str) or not key.strip():
@@ -148,6 +151,7 @@ class Client:
             proxy=proxy,
             dedupe_window=dedupe_window,
             max_connections=max_connections,
+            liveness=liveness or Liveness(),
             on_fatal=self._on_fatal,
         )
 
@@ -224,6 +228,7 @@ class Client:
         limit = self.timeouts.close if timeout is None else timeout
         if not self._forked:
             self._engine.close(limit)
+            self._dispatcher.notify("cmcsync_on_close", client=self)
             self._dispatcher.close(limit)
         self._stopped.set()
         self._registry.wake()

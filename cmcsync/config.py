@@ -9,12 +9,13 @@ to wait before reconnecting), :class:`Timeouts` (how long to wait for the server
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Literal
 
 import attrs
 from attrs import validators as v
 
-__all__ = ["Backoff", "DispatchConfig", "OverflowPolicy", "Timeouts"]
+__all__ = ["Backoff", "DispatchConfig", "Liveness", "OverflowPolicy", "Timeouts"]
 
 #: What the dispatcher does when its queue is full:
 #:
@@ -114,3 +115,36 @@ class DispatchConfig:
         default=10, validator=v.optional([v.instance_of(int), v.ge(1)])
     )
     batch_size: int = attrs.field(default=256, validator=[v.instance_of(int), v.ge(1)])
+
+
+def _cadences(value: Mapping[str, float]) -> Mapping[str, float]:
+    for channel, seconds in value.items():
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
+            raise ValueError(f"cadence for {channel!r} must be a positive number of seconds")
+    return dict(value)
+
+
+@attrs.frozen(kw_only=True)
+class Liveness:
+    """Watching each subscription for silence while its connection looks healthy.
+
+    A subscription with an expected cadence that delivers nothing for ``factor`` times that
+    cadence is subscribed again; if it stays silent for as long again, its connection is
+    replaced. Each step is reported by ``cmcsync_on_stale``.
+
+    Expected cadences come from the channel table: latest prices every 15 s at most (5 s for
+    the top 500), interval channels (``onchain@kline``, ``onchain@unique_trader``) once per
+    interval. Event-driven channels (swaps, liquidity, metrics, holders) have no cadence, so
+    they are not watched unless ``cadences`` gives one.
+
+    :param enabled: turn the watchdog off entirely.
+    :param factor: how many expected cadences of silence make a subscription stale.
+    :param cadences: channel wire name -> expected seconds between pushes, overriding the
+        table (e.g. ``{"onchain@transaction": 120}`` for a busy token).
+    :param check_interval: seconds between two checks of the watchdog thread.
+    """
+
+    enabled: bool = True
+    factor: float = attrs.field(default=3.0, validator=_positive)
+    cadences: Mapping[str, float] = attrs.field(factory=dict, converter=_cadences)
+    check_interval: float = attrs.field(default=1.0, validator=_positive)

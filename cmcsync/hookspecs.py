@@ -206,6 +206,61 @@ def cmcsync_on_gap(
     """
 
 
+@hookspec
+def cmcsync_on_stale(
+    client: Client, channel: str, params: Mapping[str, Any], silent_for: float, action: str
+) -> None:
+    """A subscription has been silent for longer than its channel's cadence allows.
+
+    The connection still answers pings, but this subscription delivers nothing. The client
+    recovers in steps, reporting each one: first it subscribes again on the same connection
+    (``action == "resubscribe"``); if that brings nothing either, it replaces the connection
+    (``action == "reconnect"``), which replays its subscriptions and reports a gap.
+
+    :param client: the client owning the subscription.
+    :param channel: the wire channel name.
+    :param params: the subscription's normalized params, the list param as a scalar.
+    :param silent_for: seconds since the subscription last delivered (or was acknowledged).
+    :param action: ``"resubscribe"`` or ``"reconnect"``: what the client does about it.
+
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``.
+
+    **When**: from the client's watchdog, when a subscription with an expected cadence
+    (see :class:`cmcsync.Liveness`) has been silent for ``factor`` times that cadence;
+    queued in order with the data events.
+
+    **Returns**: ``None``.
+
+    **Exceptions**: caught, logged on the ``cmcsync.dispatch`` logger with the plugin and hook
+    names, counted and passed to :func:`cmcsync_on_plugin_error`; the other plugins still get
+    the call. A plugin that raises ``DispatchConfig.max_plugin_failures`` times in a row, in
+    any hook, is switched off.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def cmcsync_on_close(client: Client) -> None:
+    """The client is closing: flush and release what the plugin holds.
+
+    :param client: the client that is closing.
+
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``.
+
+    **When**: once, from :meth:`cmcsync.Client.close`, after the sockets are closed and after
+    every event queued before it has been delivered; no hook is called after it.
+
+    **Returns**: ``None``.
+
+    **Exceptions**: caught, logged on the ``cmcsync.dispatch`` logger with the plugin and hook
+    names, counted and passed to :func:`cmcsync_on_plugin_error`; the other plugins still get
+    the call.
+
+    .. versionadded:: 0.1
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Data: every event, then the event's own channel
 # -------------------------------------------------------------------------------------------

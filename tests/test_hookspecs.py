@@ -22,6 +22,8 @@ LIFECYCLE = {
     "cmcsync_on_disconnect": ("client", "code", "reason", "will_reconnect"),
     "cmcsync_on_subscription_state": ("client", "channel", "params", "state", "error"),
     "cmcsync_on_gap": ("client", "channel", "params", "start_ms", "end_ms"),
+    "cmcsync_on_stale": ("client", "channel", "params", "silent_for", "action"),
+    "cmcsync_on_close": ("client",),
     "cmcsync_on_error": ("client", "error"),
     "cmcsync_on_plugin_error": ("client", "plugin_name", "hook_name", "error", "disabled"),
     "cmcsync_on_slow_consumer": ("client", "depth", "capacity"),
