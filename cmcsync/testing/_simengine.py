@@ -35,9 +35,31 @@ class FeedEngine:
         self._subscribers: dict[SubKey, dict[int, SimConnection]] = {}
         self._users: dict[Source, int] = {}
         self._tasks: dict[Source, asyncio.Task[None]] = {}
+        # Stalled subscriptions: key -> {connection id: what ends the stall}.
+        self._stalled: dict[SubKey, dict[int, str]] = {}
+
+    def stall(self, key: SubKey, until: str) -> int:
+        """Stop pushing ``key`` to the connections subscribed to it now, acks unaffected.
+
+        :param until: ``"resubscribe"``: a new subscribe of the key on that connection ends
+            it; ``"reconnect"``: only a new connection gets the data again.
+        :returns: how many connections were stalled.
+        """
+        targets = self._subscribers.get(key, {})
+        self._stalled[key] = {conn_id: until for conn_id in targets}
+        return len(targets)
+
+    def _live(self, key: SubKey, subscribers: dict[int, SimConnection]) -> list[SimConnection]:
+        stalled = self._stalled.get(key)
+        if not stalled:
+            return list(subscribers.values())
+        return [conn for conn_id, conn in subscribers.items() if conn_id not in stalled]
 
     def add(self, conn: SimConnection, key: SubKey) -> None:
         """Deliver ``key``'s data to ``conn`` from now on."""
+        stalled = self._stalled.get(key)
+        if stalled is not None and stalled.get(conn.id) == "resubscribe":
+            del stalled[conn.id]
         self._subscribers.setdefault(key, {})[conn.id] = conn
         for source in self._feeds.sources(key[0], dict(key[1])):
             self._users[source] = self._users.get(source, 0) + 1
@@ -62,7 +84,7 @@ class FeedEngine:
 
     def snapshot(self, conn: SimConnection, key: SubKey) -> None:
         """Push ``key``'s current state to ``conn`` alone, if its channel has a snapshot."""
-        if not self._feeds.snapshots(key[0]):
+        if not self._feeds.snapshots(key[0]) or conn.id in self._stalled.get(key, {}):
             return
         for source in self._feeds.sources(key[0], dict(key[1])):
             for target, data in self._feeds.tick(source):
@@ -76,6 +98,7 @@ class FeedEngine:
         self._tasks.clear()
         self._users.clear()
         self._subscribers.clear()
+        self._stalled.clear()
 
     async def _run(self, source: Source) -> None:
         try:
@@ -84,7 +107,9 @@ class FeedEngine:
                 for key, data in self._feeds.tick(source):
                     subscribers = self._subscribers.get(key)
                     if subscribers:
-                        self._push(list(subscribers.values()), key, data)
+                        live = self._live(key, subscribers)
+                        if live:
+                            self._push(live, key, data)
         except asyncio.CancelledError:
             raise
         except Exception:  # a generator bug must not take the server down; it is logged

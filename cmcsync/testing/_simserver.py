@@ -177,6 +177,10 @@ class SimServer:
             conn._dropped = True
             conn._ws.transport.abort()
 
+    async def stall(self, key: SubKey, until: str) -> int:
+        """Stop pushing one subscription's data; see :meth:`FeedEngine.stall`."""
+        return self._engine.stall(key, until) if self._engine is not None else 0
+
     async def set_silence(self, on: bool) -> None:
         """Stop or resume reading and sending on every connection, present and future."""
         if on:

@@ -45,9 +45,10 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from cmcsync.channels import CHANNELS
 from cmcsync.exceptions import ConfigError
 from cmcsync.testing._simconn import Board, HandshakeRecord, SimConnection, encode_frame
-from cmcsync.testing._simprotocol import now_ms
+from cmcsync.testing._simprotocol import now_ms, sub_key
 from cmcsync.testing._simserver import SimServer, SimSettings, closable
 
 __all__ = ["HandshakeRecord", "SimConnection", "Simulator"]
@@ -310,6 +311,31 @@ class Simulator:
         start. A client that disconnects meanwhile is still seen to close.
         """
         self._server.call(self._server.set_silence(on))
+
+    def stall(
+        self, channel: str, params: Mapping[str, Any], *, until: str = "resubscribe"
+    ) -> int:
+        """Stop serving one subscription's data while acking and answering pings as usual.
+
+        Models the failure a ping cannot detect: the connection is healthy, one subscription
+        delivers nothing.
+
+        :param channel: the channel's wire name.
+        :param params: the subscription's params, list param as a scalar (``{"crypto_ids": 1}``).
+        :param until: ``"resubscribe"`` (default): a fresh subscribe of it on the same
+            connection ends the stall; ``"reconnect"``: only a new connection gets data again.
+        :returns: how many connections were subscribed to it, and are now stalled.
+        """
+        _check(
+            until in ("resubscribe", "reconnect"),
+            f"until must be 'resubscribe' or 'reconnect', not {until!r}",
+            "until",
+        )
+        row = CHANNELS[channel]
+        normalized = row.scalar_form(params)
+        _check(normalized is not None, f"{params!r} is not one {channel} subscription", "params")
+        assert normalized is not None
+        return self._server.call(self._server.stall(sub_key(channel, normalized), until))
 
     def fail_next_subscribe(
         self, error_code: int, detail: str | None = None, count: int = 1
