@@ -524,10 +524,13 @@ class Engine:
     def _on_welcome(self, conn: Connection, message: Mapping[str, Any]) -> None:
         interval = message.get("ping_interval_ms")
         low, high = _PING_RANGE_MS
-        if isinstance(interval, (int, float)) and not isinstance(interval, bool):
-            if low <= interval <= high:
-                conn.set_ping_interval(float(interval) / 1000.0)
-                return
+        if (
+            isinstance(interval, (int, float))
+            and not isinstance(interval, bool)
+            and low <= interval <= high
+        ):
+            conn.set_ping_interval(float(interval) / 1000.0)
+            return
         if interval is not None:
             log.warning("ignoring welcome ping_interval_ms=%r", interval)
 

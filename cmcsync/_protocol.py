@@ -179,7 +179,7 @@ def server_error(message: Mapping[str, Any]) -> ServerError:
         code = None
     category = status.get("category")
     text = status.get("error_message")
-    if code in ERROR_CODES:
+    if code is not None and code in ERROR_CODES:
         category = category or ERROR_CODES[code][0]
         text = text or ERROR_CODES[code][1]
     detail = status.get("error_detail")

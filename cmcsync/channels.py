@@ -86,7 +86,7 @@ def _int_param(name: str, value: Any) -> int:
         value = int(text)
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}", param=name)
-    return value
+    return int(value)
 
 
 def _address_param(name: str, value: Any) -> str:

@@ -167,7 +167,7 @@ class Client:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Client:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self.start()
 
     def __exit__(
@@ -486,7 +486,8 @@ class Client:
         for impl in caller.get_hookimpls():
             name = impl.plugin_name
             try:
-                result = impl.function(**({"client": self} if "client" in impl.argnames else {}))
+                kwargs = {"client": self} if "client" in impl.argnames else {}
+                result: Any = impl.function(**kwargs)
                 for channel, params in result or ():
                     declared.extend(expand(get_channel(channel), params))
             except ConfigError as exc:

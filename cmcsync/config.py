@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
@@ -30,6 +30,13 @@ OverflowPolicy = Literal["block", "drop_oldest", "conflate"]
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value > 0:
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -53,9 +60,7 @@ class Backoff:
     cap: float = attrs.field(default=30.0, validator=_positive)
     long_base: float = attrs.field(default=15.0, validator=_positive)
     reset_after: float = attrs.field(default=60.0, validator=_positive)
-    max_attempts: int | None = attrs.field(
-        default=None, validator=v.optional([v.instance_of(int), v.ge(1)])
-    )
+    max_attempts: int | None = attrs.field(default=None, validator=_optional_count)
 
     def compute(self, failures: int, *, long: bool = False, rng: random.Random | None = None) -> float:
         """Return the seconds to wait before the next attempt.
@@ -66,11 +71,11 @@ class Backoff:
         """
         rand = rng or random
         base = self.long_base if long else self.base
-        window = min(max(self.cap, base), base * 2 ** min(max(failures - 1, 0), 32))
+        window = min(max(self.cap, base), base * 2.0 ** min(max(failures - 1, 0), 32))
         if long:
             # Never retry early after a rate limit: wait at least half the window.
-            return window / 2 + rand.uniform(0, window / 2)
-        return rand.uniform(0, window)
+            return window / 2 + float(rand.uniform(0, window / 2))
+        return float(rand.uniform(0, window))
 
 
 @attrs.frozen(kw_only=True)
@@ -111,9 +116,7 @@ class DispatchConfig:
         default="block", validator=v.in_(("block", "drop_oldest", "conflate"))
     )
     slow_fraction: float = attrs.field(default=0.8, validator=[v.gt(0.0), v.le(1.0)])
-    max_plugin_failures: int | None = attrs.field(
-        default=10, validator=v.optional([v.instance_of(int), v.ge(1)])
-    )
+    max_plugin_failures: int | None = attrs.field(default=10, validator=_optional_count)
     batch_size: int = attrs.field(default=256, validator=[v.instance_of(int), v.ge(1)])
 
 
