@@ -188,6 +188,12 @@ class Connection:
         )
         self._reader.start()
 
+    def request_stop(self) -> None:
+        """Stop reconnecting and drop the socket, without waiting (:meth:`close` joins)."""
+        self._stop.set()
+        self._ka_wake.set()
+        self._abort()
+
     def close(self, timeout: float) -> None:
         """Close the socket politely (close 1000) and join every thread this slot started."""
         self._stop.set()

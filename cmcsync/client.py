@@ -423,13 +423,9 @@ class Client:
         self._dispatcher.finish(error)
         self._stopped.set()
         self._registry.wake()
-        # The key is shared: the other connections would fail the same way.
-        current = threading.current_thread()
+        # The key is shared: the other connections would fail the same way. close() joins them.
         for conn in self._engine.connections:
-            if conn._reader is not current:
-                threading.Thread(
-                    target=conn.close, args=(self.timeouts.close,), name="cmcsync-stopper"
-                ).start()
+            conn.request_stop()
 
     def _want(self, subs: Sequence[Subscription]) -> None:
         added = self._registry.add(subs)
