@@ -61,6 +61,7 @@ __all__ = [
     "ProtocolError",
     "ServerError",
     "Subscription",
+    "SubscriptionError",
     "SubscriptionState",
     "Timeouts",
     "__version__",
