@@ -15,9 +15,11 @@ back within the pong timeout after a ping, even if TCP still looks open.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
-import select
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +29,15 @@ from urllib.parse import urlsplit, urlunsplit
 import websocket
 
 from cmcsync import _protocol
+from cmcsync._frames import (
+    DEFAULT_MAX_FRAME_BYTES,
+    OPCODE_CLOSE,
+    OPCODE_PING,
+    OPCODE_TOO_LARGE,
+    FrameError,
+    FrameReader,
+    FrameTooLarge,
+)
 from cmcsync.config import Backoff, Timeouts
 from cmcsync.exceptions import (
     AuthError,
@@ -39,9 +50,54 @@ __all__ = ["Connection", "ConnectionState", "Handler", "redact_url"]
 
 log = logging.getLogger("cmcsync.connection")
 
+# What websocket-client's trace (``websocket.enableTrace(True)``) dumps at DEBUG includes the
+# handshake request, key header and all, and the proxy's CONNECT request with its
+# credentials; the query string may carry the key too. These patterns find the secrets.
+_SECRETS = (
+    re.compile(
+        rf"((?:{re.escape(_protocol.API_KEY_HEADER)}|Proxy-Authorization|Authorization)"
+        r"[ \t]*:[ \t]*)[^\r\n]+",
+        re.IGNORECASE,
+    ),
+    re.compile(rf"({re.escape(_protocol.API_KEY_ENV)}=)[^&\s#]+", re.IGNORECASE),
+)
+
+
+def redact_secrets(text: str) -> str:
+    """Return ``text`` with API key and proxy credential values replaced by ``[redacted]``."""
+    for pattern in _SECRETS:
+        text = pattern.sub(r"\1[redacted]", text)
+    return text
+
+
+class _RedactSecrets(logging.Filter):
+    """Scrub secrets from the records of websocket-client's own logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
+            return True
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def _install_redaction(logger: logging.Logger) -> None:
+    # Idempotent, so a reloaded module does not stack filters.
+    if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
+        logger.addFilter(_RedactSecrets())
+
+
+_install_redaction(logging.getLogger("websocket"))
+
+# OpenSSL's verify codes for a chain that ends in a CA the client does not trust:
+# DEPTH_ZERO_SELF_SIGNED_CERT, SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT_LOCALLY.
+_UNKNOWN_ISSUER = frozenset({18, 19, 20})
+
 OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
 OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
-_OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
 
 #: A received frame: (opcode, payload bytes).
 Frame = tuple[int, bytes]
@@ -76,26 +132,45 @@ class Handler(Protocol):
     def on_close(
         self, conn: Connection, code: int | None, reason: str, will_reconnect: bool
     ) -> None:
-        """A socket ended (or an attempt failed); ``code`` is ``None`` without a close frame."""
+        """An open socket ended; ``code`` is ``None`` without a close frame."""
+
+    def on_attempt_failed(self, conn: Connection, reason: str, will_retry: bool) -> None:
+        """A connection attempt failed before the socket opened."""
 
     def on_fatal(self, conn: Connection, error: CmcsyncError) -> None:
         """The slot stopped for good; ``error`` says why (AuthError, GaveUpError)."""
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` without its query string, where a key could hide."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    """Return ``url`` without its query string and credentials, where a key could hide."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 literal: show no more than the scheme
+        return f"{urlsplit(url).scheme or 'unknown'}://<unparsable>"
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if port:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` names this machine."""
+    """Whether ``host`` is this machine: ``localhost`` or a loopback IP address.
+
+    Names are not resolved: ``127.0.0.1.example.com`` is someone else's host.
+    """
     if not host:
         return False
-    return host == "localhost" or host.startswith("127.") or host in ("::1", "[::1]")
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def check_url(url: str, *, allow_insecure: bool) -> None:
@@ -256,14 +331,15 @@ class Connection:
             except _AttemptFailed as failed:
                 if self._stop.is_set():
                     break
-                if failed.fatal is not None:
-                    self._fail(failed.fatal)
-                    return
                 failures += 1
                 self.failed_attempts += 1
-                self._handler.on_close(self, None, failed.reason, True)
-                if not self._pause(failures, long=failed.long, why=failed.reason):
+                fatal = failed.fatal or self._give_up(failures, failed.reason)
+                self._handler.on_attempt_failed(self, failed.reason, fatal is None)
+                if fatal is not None:
+                    self._fail(fatal)
                     return
+                if not self._pause(failures, long=failed.long, why=failed.reason):
+                    break
                 continue
 
             self._session(ws, reconnect)
@@ -273,35 +349,34 @@ class Connection:
             if lived >= self._backoff.reset_after:
                 failures = 0
             code, reason = self.last_close_code, self.last_close_reason
+            why = _protocol.describe_close(code, reason)
             if self._stop.is_set():
                 self._handler.on_close(self, code, reason, False)
                 break
             if code in _protocol.FATAL_CLOSE_CODES:
-                self._handler.on_close(self, code, reason, False)
-                assert code is not None
-                self._fail(
-                    AuthError(
-                        f"{_protocol.describe_close(code, reason)}: {_protocol.auth_hint(code)}",
-                        close_code=code,
-                    )
-                )
+                fatal = AuthError(f"{why}: {_protocol.auth_hint(code)}", close_code=code)
+            else:
+                failures += 1
+                fatal = self._give_up(failures, why)
+            self._handler.on_close(self, code, reason, fatal is None)
+            if fatal is not None:
+                self._fail(fatal)
                 return
-            failures += 1
-            self._handler.on_close(self, code, reason, True)
             long = code in _protocol.LONG_BACKOFF_CLOSE_CODES
-            if not self._pause(failures, long=long, why=_protocol.describe_close(code, reason)):
-                return
+            if not self._pause(failures, long=long, why=why):
+                break
         if self.state is not ConnectionState.FAILED:
             self.state = ConnectionState.CLOSED
 
-    def _pause(self, failures: int, *, long: bool, why: str) -> bool:
-        """Wait out the backoff; return false if the slot must stop instead."""
+    def _give_up(self, failures: int, why: str) -> GaveUpError | None:
+        """The error that ends the slot once ``Backoff.max_attempts`` failures are reached."""
         limit = self._backoff.max_attempts
         if limit is not None and failures >= limit:
-            self._fail(
-                GaveUpError(f"gave up after {failures} failed attempts; last: {why}")
-            )
-            return False
+            return GaveUpError(f"gave up after {failures} failed attempts; last: {why}")
+        return None
+
+    def _pause(self, failures: int, *, long: bool, why: str) -> bool:
+        """Wait out the backoff; return false if the slot was closed meanwhile."""
         delay = self._backoff.compute(failures, long=long)
         self.state = ConnectionState.BACKOFF
         log.info(
@@ -340,26 +415,43 @@ class Connection:
             if self._proxy.username:
                 options["http_proxy_auth"] = (self._proxy.username, self._proxy.password or "")
         target = redact_url(self.url)
+        # The proxy as host:port, never with its credentials.
+        proxy = f"{self._proxy.hostname}:{self._proxy.port or 8080}" if self._proxy else None
+        via = f" through the proxy {proxy}" if proxy else ""
         try:
             ws.connect(self.url, **options)
         except websocket.WebSocketBadStatusException as exc:
             status = exc.status_code
             reason = f"handshake refused with HTTP {status}"
             if status in _protocol.FATAL_HTTP_STATUSES:
-                raise _AttemptFailed(
-                    reason,
-                    fatal=AuthError(
-                        f"{reason} by {target}: {_protocol.auth_hint(status)}", http_status=status
-                    ),
-                ) from exc
+                fatal = AuthError(
+                    f"{reason} by {target}: {_protocol.auth_hint(status)}", http_status=status
+                )
+                fatal.__cause__ = exc
+                raise _AttemptFailed(reason, fatal=fatal) from exc
             raise _AttemptFailed(
                 reason, long=status in _protocol.LONG_BACKOFF_HTTP_STATUSES
             ) from exc
         except websocket.WebSocketAddressException as exc:
-            raise _AttemptFailed(f"cannot resolve the host of {target}") from exc
+            host = proxy or target
+            raise _AttemptFailed(f"cannot resolve the host of {host}: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            # Retried like any failed attempt (a proxy or a certificate may be fixed while
+            # the client waits), but said plainly, with what the user can do about it.
+            reason = f"TLS certificate of {target} not accepted: {exc.verify_message or exc}"
+            if exc.verify_code in _UNKNOWN_ISSUER:
+                reason += "; if the server's CA is a private one, pass sslopt={'ca_certs': path}"
+            raise _AttemptFailed(reason) from exc
+        except websocket.WebSocketProxyException as exc:
+            raise _AttemptFailed(f"cannot open a tunnel to {target}{via}: {exc}") from exc
         except (websocket.WebSocketException, OSError) as exc:
+            if isinstance(exc, websocket.WebSocketException) and "loading failed" in str(exc):
+                # A CA or client certificate file that cannot be read will not get better.
+                bad = ConfigError(f"bad TLS settings: {exc}", param="sslopt")
+                bad.__cause__ = exc
+                raise _AttemptFailed(str(exc), fatal=bad) from exc
             # Handshake timeouts, refused connections, TLS failures: all worth another try.
-            raise _AttemptFailed(f"cannot connect to {target}: {_describe(exc)}") from exc
+            raise _AttemptFailed(f"cannot connect to {target}{via}: {_describe(exc)}") from exc
         if ws.sock is not None:
             ws.sock.settimeout(None)
         return ws
@@ -400,29 +492,65 @@ class Connection:
             self.last_close_code, self.last_close_reason = code, reason
             self.state = ConnectionState.CONNECTING
 
+    #: The largest frame (or fragmented message) accepted, in bytes. A larger one is refused
+    #: from its header, before its payload is read: the socket is closed with 1009 and
+    #: replaced, and the frame is counted as malformed (``too_large``).
+    max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
+
     def _read(self, ws: websocket.WebSocket) -> tuple[int | None, str]:
-        batch: list[Frame] = []
+        # Frames are cut out of large reads by FrameReader rather than read one by one
+        # with websocket-client, which needs two or three recv calls per frame; sending
+        # (requests, pongs, close) still goes through websocket-client.
+        sock = ws.sock
+        if sock is None:
+            return None, "connection lost: no socket"
+        reader = FrameReader(sock.recv, self.max_frame_bytes)
         limit = self._batch_size
+        counted = [0, 0]
+
+        def account() -> None:
+            self.frames_received += reader.frames - counted[0]
+            self.bytes_received += reader.payload_bytes - counted[1]
+            counted[:] = reader.frames, reader.payload_bytes
+
         while True:
+            batch: list[Frame] = []
             try:
-                opcode, data = ws.recv_data()
-            except (websocket.WebSocketException, OSError) as exc:
+                control = reader.read(batch, limit)
+            except FrameTooLarge as exc:
+                account()
+                batch.append((OPCODE_TOO_LARGE, str(exc).encode()))
+                self._deliver(batch)
+                try:
+                    ws.send_close(1009, b"frame too large")
+                except (websocket.WebSocketException, OSError):
+                    pass
+                return 1009, str(exc)
+            except (FrameError, websocket.WebSocketException, OSError) as exc:
+                account()
                 if batch:
                     self._deliver(batch)
                 if self._stop.is_set():
                     return 1000, "client closing"
                 return None, f"connection lost: {_describe(exc)}"
             self._last_rx = time.monotonic()
-            self.frames_received += 1
-            self.bytes_received += len(data)
-            if opcode == _OPCODE_CLOSE:
-                if batch:
-                    self._deliver(batch)
-                return _parse_close(data)
-            batch.append((opcode, data))
-            if len(batch) >= limit or not _more_buffered(ws):
+            account()
+            if batch:
                 self._deliver(batch)
-                batch = []
+            if control is None:
+                continue
+            opcode, data = control
+            if opcode == OPCODE_CLOSE:
+                try:
+                    ws.send_close()
+                except (websocket.WebSocketException, OSError):
+                    pass
+                return _parse_close(data)
+            if opcode == OPCODE_PING:
+                try:
+                    ws.pong(data)
+                except (websocket.WebSocketException, OSError):
+                    pass  # the read that follows finds the socket gone
 
     def _deliver(self, batch: Sequence[Frame]) -> None:
         self._busy = True
@@ -495,24 +623,6 @@ def _parse_close(data: bytes) -> tuple[int | None, str]:
         return 1005, ""
     code = int.from_bytes(data[:2], "big")
     return code, data[2:].decode("utf-8", errors="replace")
-
-
-def _more_buffered(ws: websocket.WebSocket) -> bool:
-    """Whether another frame can be read without waiting (so the batch can grow)."""
-    buffered = getattr(getattr(ws, "frame_buffer", None), "recv_buffer", None)
-    if buffered:
-        return True
-    sock = ws.sock
-    if sock is None:
-        return False
-    pending = getattr(sock, "pending", None)
-    if pending is not None and pending():
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return bool(readable)
 
 
 def _describe(exc: BaseException) -> str:

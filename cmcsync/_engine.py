@@ -23,6 +23,7 @@ from cmcsync import _protocol
 from cmcsync._codec import Codec
 from cmcsync._connection import OPCODE_TEXT, Connection, Frame, redact_url
 from cmcsync._dedupe import Deduper
+from cmcsync._frames import OPCODE_TOO_LARGE
 from cmcsync._dispatch import Dispatcher
 from cmcsync._pool import Pool
 from cmcsync.channels import CHANNELS, Channel
@@ -113,9 +114,9 @@ class Engine:
             make, max_connections=max_connections, sub_limit=DEFAULT_SUB_LIMIT
         )
         # Gap tracking: when each previously active subscription stopped receiving.
-        self._last_frame_ms = 0
+        self._last_frame_ms: dict[int, int] = {}
         self._outage: dict[Subscription, int] = {}
-        self._identities: dict[tuple[str, tuple[tuple[str, Any], ...]], Subscription | None] = {}
+        self._identities: dict[tuple[str, tuple[tuple[str, Any], ...]], _Seen | None] = {}
         self.tap: Callable[[float, str | bytes], None] | None = None
         # Liveness: when each active subscription last delivered, and its recovery step.
         self._liveness = liveness
@@ -219,8 +220,9 @@ class Engine:
                 requests += self._send(conn, "unsubscribe_all", None, None)
         return requests
 
-    def forget(self, subs: Iterable[Subscription]) -> None:
-        """Drop gap bookkeeping for subscriptions no longer wanted."""
+    def forget(self, subs: Sequence[Subscription]) -> None:
+        """Drop subscriptions no longer wanted: from their connection and every record."""
+        self.pool.release(subs)
         for sub in subs:
             self._outage.pop(sub, None)
             self._last_seen.pop(sub, None)
@@ -279,8 +281,8 @@ class Engine:
             via=conn.index,
         )
         members = self.pool.members(conn.index)
-        # Data may have been missed from the last frame the connection delivered.
-        start = self._last_frame_ms or now_ms()
+        # Data may have been missed from the last frame this connection delivered.
+        start = self._last_frame_ms.get(conn.index) or now_ms()
         for sub in members:
             if self._registry.state(sub) is SubscriptionState.ACTIVE:
                 self._outage.setdefault(sub, start)
@@ -295,6 +297,12 @@ class Engine:
         )
         if code in _protocol.LONG_BACKOFF_CLOSE_CODES and will_reconnect and members:
             self._move_away(conn, members)
+
+    def on_attempt_failed(self, conn: Connection, reason: str, will_retry: bool) -> None:
+        error = ConnectionFailedError(
+            f"connection {conn.index}: {reason}" + ("; retrying" if will_retry else "")
+        )
+        self._dispatcher.notify("cmcsync_on_error", client=self._client, error=error)
 
     def on_fatal(self, conn: Connection, error: CmcsyncError) -> None:
         self._requests.fail_all(error)
@@ -322,27 +330,28 @@ class Engine:
     # --- frames ---------------------------------------------------------------------------
 
     def _process(self, frames: Sequence[Frame], conn: Connection | None) -> None:
-        self._last_frame_ms = now_ms()
+        received_ms = self._last_frame_ms[conn.index if conn is not None else -1] = now_ms()
         self._batch_time = time.monotonic()
         tap = self.tap
         if tap is not None:
-            self._tap_frames(tap, frames)
+            self._tap_frames(tap, frames, received_ms / 1000.0)
         events: list[Event] = []
+        parse = _protocol.frame_parser(self._parse_float)
+        on_data = self._on_data
         for opcode, payload in frames:
             try:
                 if opcode != OPCODE_TEXT:
+                    if opcode == OPCODE_TOO_LARGE:
+                        raise ProtocolError(payload.decode(), kind="too_large")
                     raise ProtocolError(
                         f"binary frame of {len(payload)} bytes; CMC sends JSON text",
                         kind="binary",
                     )
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError("text frame is not valid UTF-8", kind="not_utf8") from None
-                message = _protocol.parse_frame(text, parse_float=self._parse_float)
+                # Bytes straight to the JSON decoder: it checks the UTF-8 as it reads.
+                message = parse(payload)
                 kind = message["type"]
                 if kind == "data":
-                    event = self._on_data(message)
+                    event = on_data(message)
                     if event is not None:
                         events.append(event)
                 elif kind == "ack":
@@ -361,8 +370,12 @@ class Engine:
         if events:
             self._dispatcher.submit(events)
 
-    def _tap_frames(self, tap: Callable[[float, str | bytes], None], frames: Sequence[Frame]) -> None:
-        received_at = self._last_frame_ms / 1000.0
+    def _tap_frames(
+        self,
+        tap: Callable[[float, str | bytes], None],
+        frames: Sequence[Frame],
+        received_at: float,
+    ) -> None:
         for opcode, payload in frames:
             frame = payload.decode("utf-8", "replace") if opcode == OPCODE_TEXT else payload
             try:
@@ -373,35 +386,44 @@ class Engine:
 
     def _on_data(self, message: Mapping[str, Any]) -> Event | None:
         name = message.get("channel")
-        row = CHANNELS.get(name) if isinstance(name, str) else None
+        row = CHANNELS.get(name) if name.__class__ is str else None
         if row is None:
             if not isinstance(name, str):
                 raise ProtocolError("data push without a channel", kind="missing_field")
             raise ProtocolError(f"data push for unknown channel {name!r}", kind="unknown_channel")
         params = message.get("params")
         ts = message.get("ts")
-        if not isinstance(params, dict):
+        if params.__class__ is not dict:
             raise ProtocolError(f"{name} push without params", kind="missing_field")
-        if not isinstance(ts, int) or isinstance(ts, bool):
+        # JSON gives exact ints; a bool is not a timestamp.
+        if ts.__class__ is not int:
             raise ProtocolError(f"{name} push without an integer ts", kind="missing_field")
         if "data" not in message:
             raise ProtocolError(f"{name} push without data", kind="missing_field")
         event = self._codec.decode(row, params, message["data"], ts)
         if row.dedupe_key is not None and self._deduper.is_duplicate(row, event):
             return None
-        sub = self._identify(row, params)
-        if sub is not None:
-            self._last_seen[sub] = self._batch_time
-            if self._stale:
-                self._stale.pop(sub, None)
-        if sub is None or self._registry.state(sub) is None:
-            # Not one of ours (params echoed in an unexpected form, or a push that crossed an
-            # unsubscribe): delivered all the same, since dropping data silently is worse.
+        seen = self._identify(row, params)
+        if seen is None:
+            # Not one of ours (params echoed in an unexpected form): delivered all the same,
+            # since dropping data silently is worse.
             self.unmatched += 1
+        else:
+            if seen.batch != self._batch_time:
+                # Once per subscription and batch: every push of a batch has the same time.
+                seen.batch = self._batch_time
+                sub = seen.sub
+                self._last_seen[sub] = self._batch_time
+                if self._stale:
+                    self._stale.pop(sub, None)
+                seen.wanted = self._registry.state(sub) is not None
+            if not seen.wanted:
+                # A push that crossed an unsubscribe: delivered too, and counted.
+                self.unmatched += 1
         self.events_by_channel[row.name] += 1
         return event
 
-    def _identify(self, row: Channel, params: Mapping[str, Any]) -> Subscription | None:
+    def _identify(self, row: Channel, params: Mapping[str, Any]) -> _Seen | None:
         """The subscription a push belongs to; cached, since every push repeats its params."""
         try:
             key = (row.name, tuple(params.items()))
@@ -411,11 +433,11 @@ class Engine:
         except TypeError:  # an unhashable value in the echo: not a params echo we know
             return None
         scalar = row.scalar_form(params)
-        sub = Subscription.of(row.name, scalar) if scalar is not None else None
+        seen = _Seen(Subscription.of(row.name, scalar)) if scalar is not None else None
         if len(self._identities) >= 100_000:
             self._identities.clear()
-        self._identities[key] = sub
-        return sub
+        self._identities[key] = seen
+        return seen
 
     def _on_ack(self, message: Mapping[str, Any]) -> None:
         self.acks += 1
@@ -680,6 +702,19 @@ class Engine:
             # CMC charges 0.1 credit per subscription (its docs do not say per what period).
             "estimated_credits": round(total * 0.1, 1),
         }
+
+
+class _Seen:
+    """A subscription pushes are attributed to, and what the last batch learnt about it."""
+
+    __slots__ = ("batch", "sub", "wanted")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        #: The batch time of the last batch that refreshed this record.
+        self.batch = -1.0
+        #: Whether the subscription was wanted then.
+        self.wanted = False
 
 
 def _stated_limit(detail: str | None) -> int | None:

@@ -222,6 +222,7 @@ class Channel:
 _ONCHAIN = ("platform_id",)
 _ONCHAIN_INTERVAL = ("platform_id", "interval")
 
+#: Every channel, by wire name, in the order of CMC's documentation.
 CHANNELS: Mapping[str, Channel] = {
     row.name: row
     for row in (

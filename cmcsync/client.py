@@ -22,7 +22,7 @@ from cmcsync import _protocol
 from cmcsync._connection import OPCODE_BINARY, OPCODE_TEXT, Frame, check_url, redact_url
 from cmcsync._dispatch import Dispatcher
 from cmcsync._engine import Engine
-from cmcsync.channels import get_channel
+from cmcsync.channels import CHANNELS, get_channel
 from cmcsync.config import Backoff, DispatchConfig, Liveness, Timeouts
 from cmcsync.events import Event
 from cmcsync.exceptions import (
@@ -97,6 +97,10 @@ class Client:
         spread over as many as they need, ``sub_limit`` (100) each. CMC allows 10 per key.
     :param liveness: how silent subscriptions are detected and recovered, see
         :class:`cmcsync.Liveness`.
+    :param iterate: when :meth:`events` starts keeping events. ``True``: from :meth:`start`.
+        ``None`` (the default): from the first :meth:`subscribe` if no plugin takes data
+        events (a script), else from the first :meth:`events` call (an app whose plugins
+        consume the data keeps no events in memory for an iterator nobody reads).
     :raises ConfigError: for a missing key, a bad URL or a bad setting.
     """
 
@@ -117,6 +121,7 @@ class Client:
         dedupe_window: int = 10_000,
         max_connections: int = 10,
         liveness: Liveness | None = None,
+        iterate: bool | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(_protocol.API_KEY_ENV, "")
         if not isinstance(key, str) or not key.strip():
@@ -160,6 +165,7 @@ class Client:
         self._stopped = threading.Event()
         self._fatal: CmcsyncError | None = None
         self._forked = False
+        self._iterate = iterate
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -206,6 +212,8 @@ class Client:
                 return self
             declared = self._declared_subscriptions()
             self._state = ClientState.RUNNING
+        if self._iterate:
+            self._dispatcher.enable_iterator()
         self._dispatcher.start()
         if connect:
             self._engine.start()
@@ -221,12 +229,13 @@ class Client:
         :param timeout: seconds to wait for each thread; defaults to ``timeouts.close``.
         """
         with self._state_lock:
-            if self._state in (ClientState.CLOSED,):
+            if self._state is ClientState.CLOSED:
                 return
+            started = self._state is not ClientState.NEW
             if self._state is not ClientState.FAILED:
                 self._state = ClientState.CLOSED
         limit = self.timeouts.close if timeout is None else timeout
-        if not self._forked:
+        if not self._forked and started:
             self._engine.close(limit)
             self._dispatcher.notify("cmcsync_on_close", client=self)
             self._dispatcher.close(limit)
@@ -295,7 +304,8 @@ class Client:
         self._check_usable()
         row = get_channel(channel)
         subs = expand(row, params)
-        self._dispatcher.enable_iterator()
+        if self._iterate is None and not self._plugins_take_data():
+            self._dispatcher.enable_iterator()
         new = [s for s in subs if s not in self._registry]
         self._engine.pool.check_budget(len(new), param=row.list_param)
         self._ensure_started()
@@ -320,8 +330,8 @@ class Client:
             removed = self._registry.discard(expand(row, params))
         else:
             removed = self._registry.discard_channel(row.name)
-        self._forget(removed)
         requests = self._engine.unsubscribe(row, removed, whole=not params)
+        self._forget(removed)
         if wait:
             self._wait_requests(requests, timeout)
         return removed
@@ -333,8 +343,8 @@ class Client:
         """
         self._check_usable()
         removed = self._registry.clear()
-        self._forget(removed)
         requests = self._engine.unsubscribe_all(removed)
+        self._forget(removed)
         if wait:
             self._wait_requests(requests, timeout)
         return removed
@@ -348,8 +358,9 @@ class Client:
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Iterate over data events as they arrive, in arrival order.
 
-        Events are kept for the iterator from the first :meth:`subscribe` or :meth:`events`
-        call on. Starts the client if needed.
+        Events are kept for the iterator from the first :meth:`subscribe` on when no plugin
+        takes data events, else from the first call of this method (see ``iterate`` of
+        :class:`Client`). Starts the client if needed.
 
         :param timeout: stop iterating once no event has come for this many seconds;
             ``None`` waits for ever (until :meth:`close`).
@@ -458,6 +469,7 @@ class Client:
         if rejected:
             error = self._registry.error(rejected[0])
             self._registry.discard(rejected)
+            self._engine.forget(rejected)
             if isinstance(error, CmcsyncError):
                 raise error
             raise SubscriptionError(None, None, "subscription refused", channel=subs[0].channel)
@@ -496,6 +508,11 @@ class Client:
                     f"pairs: {exc}"
                 ) from exc
         return declared
+
+    def _plugins_take_data(self) -> bool:
+        hooks = self.plugin_manager.hook
+        names = ["cmcsync_on_event", *(row.hook for row in CHANNELS.values())]
+        return any(getattr(hooks, name).get_hookimpls() for name in names)
 
     def _ensure_started(self) -> None:
         if self._state is ClientState.NEW:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-__all__ = ["Backoff", "DispatchConfig", "Liveness", "OverflowPolicy", "Timeouts"]
+__all__ = ["Backoff", "DispatchConfig", "DispatchMode", "Liveness", "OverflowPolicy", "Timeouts"]
 
 #: What the dispatcher does when its queue is full:
 #:
@@ -43,9 +43,10 @@ def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: An
 class Backoff:
     """Exponential backoff with full jitter and a cap.
 
-    The n-th consecutive failed attempt waits a random time in ``[0, min(cap, base * 2**n)]``.
-    Close 4004 (too many connections) and HTTP 429 use :attr:`long_base` instead of
-    :attr:`base`, so a client that hit the connection limit does not hammer the server.
+    After the n-th failure in a row the client waits a random time in
+    ``[0, min(cap, base * 2**(n-1))]`` (full jitter). Close 4004 (too many connections) and
+    HTTP 429 use :attr:`long_base` instead of :attr:`base` and wait between half the window
+    and the whole of it, so a client that hit a limit never retries early.
     The failure count resets once a connection has stayed up for :attr:`reset_after` seconds.
 
     :param base: seconds of the first window.
@@ -98,6 +99,19 @@ class Timeouts:
     close: float = attrs.field(default=5.0, validator=_positive)
 
 
+#: Where plugins are called:
+#:
+#: - ``"thread"``: on the dispatcher thread ``cmcsync-dispatch``, fed by a queue (the
+#:   default). A slow plugin only makes the queue grow; the socket is read on regardless.
+#: - ``"inline"``: on the reader thread itself, right after each batch of frames is decoded,
+#:   with the same per-plugin isolation. Faster (no hand-over between threads), but **a slow
+#:   plugin delays the socket**: no frame is read while a hook runs, so the server's buffer
+#:   fills and data arrives late. Keep-alive pings still go out (they have their own
+#:   thread). Lifecycle hooks and events submitted from other threads still go through the
+#:   dispatcher thread; hooks are never called on two threads at once.
+DispatchMode = Literal["thread", "inline"]
+
+
 @attrs.frozen(kw_only=True)
 class DispatchConfig:
     """The queue between the reader thread and user code.
@@ -109,6 +123,8 @@ class DispatchConfig:
     :param max_plugin_failures: a plugin whose hook raises this many times in a row is
         switched off and reported; ``None`` never switches a plugin off.
     :param batch_size: the most events handed to the dispatcher in one queue operation.
+    :param mode: ``"thread"`` (the default) or ``"inline"``, see :data:`DispatchMode`. In
+        inline mode a slow plugin delays the reading of the socket.
     """
 
     queue_size: int = attrs.field(default=10_000, validator=[v.instance_of(int), v.ge(1)])
@@ -118,6 +134,7 @@ class DispatchConfig:
     slow_fraction: float = attrs.field(default=0.8, validator=[v.gt(0.0), v.le(1.0)])
     max_plugin_failures: int | None = attrs.field(default=10, validator=_optional_count)
     batch_size: int = attrs.field(default=256, validator=[v.instance_of(int), v.ge(1)])
+    mode: DispatchMode = attrs.field(default="thread", validator=v.in_(("thread", "inline")))
 
 
 def _cadences(value: Mapping[str, float]) -> Mapping[str, float]:
@@ -135,10 +152,10 @@ class Liveness:
     cadence is subscribed again; if it stays silent for as long again, its connection is
     replaced. Each step is reported by ``cmcsync_on_stale``.
 
-    Expected cadences come from the channel table: latest prices every 15 s at most (5 s for
-    the top 500), interval channels (``onchain@kline``, ``onchain@unique_trader``) once per
-    interval. Event-driven channels (swaps, liquidity, metrics, holders) have no cadence, so
-    they are not watched unless ``cadences`` gives one.
+    By default only the clock-driven channel is watched: latest prices, expected every 15 s
+    at most (5 s for the top 500). On-chain channels push when the market moves (even klines
+    and unique traders only close an interval that saw trades), so they are not watched
+    unless ``cadences`` gives them one.
 
     :param enabled: turn the watchdog off entirely.
     :param factor: how many expected cadences of silence make a subscription stale.

@@ -88,11 +88,12 @@ def cmcsync_subscriptions(client: Client) -> Iterable[tuple[str, Mapping[str, An
 
 @hookspec
 def cmcsync_on_connect(client: Client, url: str, reconnect: bool) -> None:
-    """The WebSocket connection is open and the server's welcome has arrived.
+    """A WebSocket connection is open (the handshake succeeded; the welcome may follow).
 
     :param client: the client that connected.
     :param url: the URL connected to (never containing the API key).
-    :param reconnect: ``False`` on the client's first connection, ``True`` on every later one.
+    :param reconnect: ``False`` on a connection's first open, ``True`` when it reconnects.
+        With several connections (the pool), each one's first open is ``False``.
 
     **Thread**: the dispatcher thread ``cmcsync-dispatch``.
 
@@ -115,14 +116,19 @@ def cmcsync_on_connect(client: Client, url: str, reconnect: bool) -> None:
 def cmcsync_on_disconnect(
     client: Client, code: int | None, reason: str, will_reconnect: bool
 ) -> None:
-    """The connection was lost or closed.
+    """An open connection was lost or closed.
+
+    Attempts that fail before the socket opens (a refused handshake, an unreachable host)
+    do not come here: each is reported to :func:`cmcsync_on_error` as a
+    :class:`cmcsync.exceptions.ConnectionFailedError`.
 
     :param client: the client that lost its connection.
     :param code: the WebSocket close code, or ``None`` when there was none (a network error,
         a dead connection detected by the keep-alive).
     :param reason: the server's close reason or a description of the failure.
     :param will_reconnect: whether the client will try again; ``False`` after
-        :meth:`~cmcsync.Client.close` and after a fatal error such as a rejected key.
+        :meth:`~cmcsync.Client.close`, after a fatal error such as a rejected key, and when
+        ``Backoff.max_attempts`` failures in a row make the client give up.
 
     **Thread**: the dispatcher thread ``cmcsync-dispatch``.
 
@@ -531,9 +537,10 @@ def cmcsync_on_error(client: Client, error: CmcsyncError) -> None:
     """Something went wrong in the background.
 
     Usually a frame or payload the client could not use (non-JSON, unknown channel, a payload
-    that does not fit its event class): it is skipped and the connection goes on. A fatal
-    error (the key or plan rejected) comes here too, before :meth:`cmcsync.Client.wait`
-    raises it and the client stops.
+    that does not fit its event class): it is skipped and the connection goes on. A failed
+    connection attempt comes here as a :class:`cmcsync.exceptions.ConnectionFailedError`.
+    A fatal error (the key or plan rejected, retries exhausted) comes here too; the client
+    stops at once, so :meth:`cmcsync.Client.wait` may raise it before this call is made.
 
     :param client: the client concerned.
     :param error: what happened: a :class:`cmcsync.exceptions.ProtocolError` whose ``kind``

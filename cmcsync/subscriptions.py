@@ -33,7 +33,9 @@ class SubscriptionState(str, enum.Enum):
     PENDING = "pending"
     #: Acknowledged by the server on the current connection.
     ACTIVE = "active"
-    #: Refused by the server; the error says why. Retried after the next reconnect.
+    #: Refused by the server; the error says why. A refused :meth:`cmcsync.Client.subscribe`
+    #: call raises and drops the subscription; one refused during a replay stays wanted and
+    #: is sent again after the next reconnect.
     REJECTED = "rejected"
     #: No longer wanted (unsubscribed). Only reported, never stored.
     REMOVED = "removed"

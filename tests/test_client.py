@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -202,22 +203,53 @@ def test_plugin_declared_subscriptions_are_sent_at_start(sim: Simulator) -> None
         client.close()
 
 
-def test_tap_sees_raw_frames_and_feed_replays_them(sim: Simulator, client: cmcsync.Client) -> None:
+def test_tap_sees_raw_frames_and_feed_replays_them(
+    sim: Simulator, client: cmcsync.Client, recorder: EventRecorder
+) -> None:
     captured: list[tuple[float, str | bytes]] = []
     client.tap_frames(lambda at, frame: captured.append((at, frame)))
     client.subscribe(PRICE, crypto_ids=[1, 1027])
-    live = [e for _, e in zip(range(4), client.events(timeout=5))]
+    recorder.wait_for_events(4, timeout=5)
     client.tap_frames(None)
     frames = [f for _, f in captured]
-    assert any('"type":"welcome"' in str(f).replace(" ", "") for f in frames)
+    messages = [json.loads(f) for f in frames]
+    assert messages[0]["type"] == "welcome"
+    data = [m for m in messages if m["type"] == "data"]
 
     replayed = EventRecorder()
     offline = cmcsync.Client(api_key="unused", url=sim.url, autoload=False, plugins=[replayed])
     try:
         offline.start(connect=False)
         offline.feed(frames)
-        replayed.wait_for_events(len(live), timeout=5)
+        replayed.wait_for_events(len(data), timeout=5)
     finally:
         offline.close()
-    assert [(e.params, e.ts) for e in replayed.events[: len(live)]] == [(e.params, e.ts) for e in live]
+    assert [(e.params, e.ts) for e in replayed.events] == [(m["params"], m["ts"]) for m in data]
     assert offline.stats()["frames_received"] == 0, "no socket was used"
+
+
+def test_a_refused_subscription_is_not_sent_again_after_a_reconnect(sim: Simulator) -> None:
+    client = make_client(sim.url)
+    try:
+        client.subscribe(PRICE, crypto_ids=[1])
+        sim.fail_next_subscribe(2302)
+        with pytest.raises(cmcsync.SubscriptionError):
+            client.subscribe(PRICE, crypto_ids=[1027])
+        sim.close_all(1012)
+        sim.wait_for(lambda: len(sim.all_connections()) == 2, timeout=5, what="reconnect")
+        second = sim.all_connections()[1]
+        sim.wait_for(lambda: len(second.subscriptions) == 1, timeout=5, what="replay")
+        replayed = [m["params"] for m in second.received if m.get("method") == "subscribe"]
+        assert replayed == [{"crypto_ids": [1]}]
+        assert client.stats()["placed_subscriptions"] == 1
+    finally:
+        client.close()
+
+
+def test_close_before_start_is_quiet_and_final(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    client = make_client(sim.url)
+    client.close()
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert sim.handshakes == []
+    with pytest.raises(cmcsync.ClientClosedError):
+        client.start()

@@ -266,3 +266,24 @@ def test_gap_reported_per_subscription_covers_the_outage() -> None:
             assert gap["start_ms"] <= silenced_ms + 5
             assert silenced_ms < gap["end_ms"] <= resumed_ms
         assert client.stats()["gaps"] == 2
+
+
+def test_giving_up_reports_no_reconnect_and_attempts_as_errors() -> None:
+    with Simulator(api_keys=(KEY,), feeds=False) as sim:
+        sim.reject_handshakes(503, count=10)
+        recorder = EventRecorder()
+        client = make_client(
+            sim.url, recorder, backoff=cmcsync.Backoff(base=0.01, cap=0.02, max_attempts=2)
+        )
+        try:
+            client.start()
+            with pytest.raises(cmcsync.GaveUpError):
+                client.wait(5)
+        finally:
+            client.close()
+    errors = [kw["error"] for name, kw in recorder.calls if name == "cmcsync_on_error"]
+    assert any("HTTP 503" in str(e) and "retrying" in str(e) for e in errors)
+    assert isinstance(errors[-1], cmcsync.GaveUpError)
+    assert not [c for c in recorder.calls if c[0] == "cmcsync_on_disconnect"], (
+        "no socket ever opened, so nothing disconnected"
+    )
