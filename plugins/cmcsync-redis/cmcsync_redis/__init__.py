@@ -36,7 +36,7 @@ from cmcsync.events import Event
 from cmcsync_redis._entries import EntryError, event_fields, event_from_fields, stream_key
 from cmcsync_redis._plugin import WRITER_THREAD, RedisPlugin
 from cmcsync_redis._settings import DEFAULT_URL, ENV, RedisSettings
-from cmcsync_redis._writer import WriterError
+from cmcsync.storage import WriterError
 
 if TYPE_CHECKING:
     from cmcsync_redis._consumer import Consumer, Entry

@@ -18,7 +18,7 @@ from cmcsync.events import Event
 from cmcsync_redis._entries import EntryError, event_from_fields, stream_key
 from cmcsync_redis._settings import DEFAULT_URL, redact_url
 from cmcsync_redis._sink import connect, transient
-from cmcsync_redis._writer import short_error
+from cmcsync.storage import short_error
 
 __all__ = ["Consumer", "Entry"]
 

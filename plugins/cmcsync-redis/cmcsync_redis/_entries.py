@@ -22,7 +22,7 @@ from typing import Any
 
 from cmcsync.channels import get_channel
 from cmcsync.events import Event
-from cmcsync_redis._values import (
+from cmcsync.storage import (
     class_named,
     dumps,
     loads,

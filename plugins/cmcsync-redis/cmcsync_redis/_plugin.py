@@ -14,7 +14,7 @@ import attrs
 import cmcsync
 from cmcsync.events import Event
 from cmcsync_redis._settings import RedisSettings, redact_url
-from cmcsync_redis._writer import BufferedWriter, WriterError
+from cmcsync.storage import BufferedWriter, WriterError
 
 __all__ = ["WRITER_THREAD", "RedisPlugin"]
 

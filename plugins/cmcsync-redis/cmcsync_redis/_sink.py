@@ -14,7 +14,7 @@ from redis.retry import Retry
 from cmcsync.events import Event
 from cmcsync_redis._entries import event_fields, stream_key
 from cmcsync_redis._settings import RedisSettings, redact_url
-from cmcsync_redis._writer import PartlyWritten
+from cmcsync.storage import PartlyWritten
 
 __all__ = ["RedisSink", "connect", "transient"]
 

@@ -28,7 +28,7 @@ import cmcsync
 from cmcsync.events import Event
 from cmcsync_sql._plugin import WRITER_THREAD, SqlPlugin
 from cmcsync_sql._settings import DEFAULT_URL, ENV, SqlSettings
-from cmcsync_sql._writer import WriterError
+from cmcsync.storage import WriterError
 
 if TYPE_CHECKING:
     from cmcsync.channels import Channel

@@ -14,7 +14,7 @@ import attrs
 import cmcsync
 from cmcsync.events import Event
 from cmcsync_sql._settings import SqlSettings, redact_url
-from cmcsync_sql._writer import BufferedWriter, WriterError
+from cmcsync.storage import BufferedWriter, WriterError
 
 if TYPE_CHECKING:
     from cmcsync.channels import Channel

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from cmcsync.channels import Channel
 from cmcsync.events import Event
-from cmcsync_sql._values import (
+from cmcsync.storage import (
     Kind,
     channel_classes,
     class_named,

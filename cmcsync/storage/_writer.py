@@ -1,7 +1,5 @@
 """A bounded buffer and the thread that empties it into a store, retrying while it is down.
 
-Kept identical in cmcsync-sql and cmcsync-redis: each package installs on its own.
-
 The plugin's hook only appends to the buffer, so the dispatcher thread never waits for the
 store. The writer thread takes what the buffer holds (up to a batch), writes it in one
 transaction, and on a failure the :class:`Sink` calls transient (store down, connection

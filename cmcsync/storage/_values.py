@@ -1,7 +1,6 @@
 """Writing event values down and reading them back exactly, whatever the store.
 
-Kept identical in cmcsync-sql and cmcsync-redis: each package installs on its own, and both
-must rebuild the very events the client delivered.
+Storage plugins (cmcsync-sql, cmcsync-redis) must rebuild the very events the client delivered.
 
 - Each payload attribute of an event class has a *kind*, read from its type hint:
   ``int``, ``real`` (float or :class:`~decimal.Decimal`), ``str``, ``bool``, ``windows``

@@ -1,20 +1,28 @@
-"""The buffered writer on a fake store that fails, hangs and refuses on demand.
-
-The writer module is the same file in cmcsync-sql and cmcsync-redis; these tests cover both.
-"""
+"""cmcsync.storage: the buffered writer on a fake store that fails, hangs and refuses."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-from cmcsync_sql._writer import BufferedWriter, PartlyWritten, WriterError
-from sqltesting import wait_until
 
 from cmcsync import Backoff
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait for the writer thread to make ``predicate()`` true (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout} s: {predicate}")
+        tick.wait(0.01)
+
+
+from cmcsync.storage import BufferedWriter, PartlyWritten, WriterError
 
 FAST = Backoff(base=0.005, cap=0.01)
 
@@ -245,13 +253,3 @@ def test_reports_combine_into_one_error() -> None:
     both = WriterError.combine([one, WriterError("two", kind="dropped", count=5)])
     assert (both.kind, both.count, str(both)) == ("several", 6, "one; two")
     assert [report.kind for report in both.reports] == ["overflow", "dropped"]
-
-
-@pytest.mark.parametrize("module", ["_writer.py", "_values.py"])
-def test_the_redis_plugin_ships_the_same_module(module: str) -> None:
-    plugins = Path(__file__).resolve().parents[2]
-    sibling = plugins / "cmcsync-redis" / "cmcsync_redis" / module
-    if not sibling.exists():
-        pytest.skip("cmcsync-redis is not beside this package")
-    here = plugins / "cmcsync-sql" / "cmcsync_sql" / module
-    assert here.read_text() == sibling.read_text(), f"{module} differs between the plugins"
