@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from cmcsync import Backoff
+from cmcsync.storage import BufferedWriter, PartlyWritten, WriterError
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
@@ -21,8 +22,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
             raise TimeoutError(f"still false after {timeout} s: {predicate}")
         tick.wait(0.01)
 
-
-from cmcsync.storage import BufferedWriter, PartlyWritten, WriterError
 
 FAST = Backoff(base=0.005, cap=0.01)
 
