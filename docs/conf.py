@@ -52,7 +52,7 @@ nitpick_ignore_regex = [
         r"py:.*",
         (
             r"(Any|Callable|Iterable|Iterator|Mapping|Sequence|Literal|ClassVar|TypeVar|Generic"
-            r"|Decimal|TracebackType|Random|Path|_T|C)"
+            r"|Decimal|TracebackType|Random|Path|_T|C|T|T_contra)"
         ),
     ),
     (r"py:.*", r"(pluggy|attrs|cattrs|websocket|websockets|pytest|_pytest)(\.\w+)*"),

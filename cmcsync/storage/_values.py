@@ -67,7 +67,7 @@ def payload_kinds(cls: type) -> Mapping[str, Kind]:
     """Return the payload attributes of an event or window class and their kinds.
 
     :param cls: a class of :mod:`cmcsync.events`.
-    :returns: attribute name -> kind, in field order, without :data:`ENVELOPE`.
+    :returns: attribute name -> kind, in field order, without ``ENVELOPE``.
     """
     found = _KINDS.get(cls)
     if found is None:

@@ -95,7 +95,7 @@ class WriterError(CmcsyncError):
         ``"overflow"`` (the buffer is full; the oldest items give way), ``"dropped"`` (how
         many gave way, once the buffer has drained), ``"rejected"`` (items the store refused
         for good), ``"unwritten"`` (items still held when the writer had to stop), or
-        ``"several"`` for a report combining others (see :attr:`reports`).
+        ``"several"`` for a report combining others (see ``reports``).
     :param count: the number of items concerned.
     :param reports: the reports combined into this one, or ``()``.
     """
