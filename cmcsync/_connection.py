@@ -84,13 +84,13 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
-def _install_redaction(logger: logging.Logger) -> None:
+def install_redaction(logger: logging.Logger) -> None:
     # Idempotent, so a reloaded module does not stack filters.
     if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
         logger.addFilter(_RedactSecrets())
 
 
-_install_redaction(logging.getLogger("websocket"))
+install_redaction(logging.getLogger("websocket"))
 
 # OpenSSL's verify codes for a chain that ends in a CA the client does not trust:
 # DEPTH_ZERO_SELF_SIGNED_CERT, SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT_LOCALLY.

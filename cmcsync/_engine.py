@@ -115,6 +115,7 @@ class Engine:
         )
         # Gap tracking: when each previously active subscription stopped receiving.
         self._last_frame_ms: dict[int, int] = {}
+        self._last_push_ts: dict[int, int] = {}
         self._outage: dict[Subscription, int] = {}
         self._identities: dict[tuple[str, tuple[tuple[str, Any], ...]], _Seen | None] = {}
         self.tap: Callable[[float, str | bytes], None] | None = None
@@ -281,8 +282,11 @@ class Engine:
             via=conn.index,
         )
         members = self.pool.members(conn.index)
-        # Data may have been missed from the last frame this connection delivered.
-        start = self._last_frame_ms.get(conn.index) or now_ms()
+        # Pushes may be missing from the server time of the last one this connection
+        # delivered: anything stamped later was still in flight when it broke.
+        start = (
+            self._last_push_ts.get(conn.index) or self._last_frame_ms.get(conn.index) or now_ms()
+        )
         for sub in members:
             if self._registry.state(sub) is SubscriptionState.ACTIVE:
                 self._outage.setdefault(sub, start)
@@ -314,18 +318,30 @@ class Engine:
     # --- adaptation -----------------------------------------------------------------------
 
     def _move_away(self, conn: Connection, subs: Sequence[Subscription]) -> None:
-        """Re-home ``subs`` on other connections; those without room stay on ``conn``."""
+        """After a 4004: move ``subs`` to open connections with room; the rest wait on ``conn``.
+
+        The key has no connection to spare, so the pool opens no more than it has; ``conn``
+        keeps retrying with the long backoff and replays what stayed on it.
+        """
+        self.pool.stop_growing()
+        open_now = {c.index for c in self.pool.connections if c.open and c is not conn}
         self.pool.shrink_cap(conn.index, 0)
         self.pool.release(subs)
-        placed, homeless = self._place_and_send(subs, avoid=conn.index)
-        for index, members in placed.items():
-            self.moved += len(members)
-            log.info(
-                "moved %d subscriptions from connection %d to %d", len(members), conn.index, index
-            )
+        with self._send_lock:
+            placed, _, homeless = self.pool.place(subs, avoid=conn.index, only=open_now)
+            for index, members in placed.items():
+                self.moved += len(members)
+                log.info(
+                    "moved %d subscriptions from connection %d to %d",
+                    len(members),
+                    conn.index,
+                    index,
+                )
+                if index in self._replayed:
+                    self._send_subscribe(self.pool.connections[index], members)
         if homeless:
             self.pool.restore_cap(conn.index)
-            self.pool.place(homeless)
+            self.pool.place(homeless, only={conn.index})
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -368,6 +384,8 @@ class Engine:
             except ProtocolError as exc:
                 self._malformed_frame(exc)
         if events:
+            if conn is not None:
+                self._last_push_ts[conn.index] = events[-1].ts
             self._dispatcher.submit(events)
 
     def _tap_frames(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from cmcsync.exceptions import ConfigError
@@ -102,7 +102,11 @@ class Pool(Generic[C]):
             )
 
     def place(
-        self, subs: Iterable[Subscription], *, avoid: int | None = None
+        self,
+        subs: Iterable[Subscription],
+        *,
+        avoid: int | None = None,
+        only: Collection[int] | None = None,
     ) -> tuple[dict[int, list[Subscription]], list[C], list[Subscription]]:
         """Give each subscription without a home a connection.
 
@@ -110,6 +114,7 @@ class Pool(Generic[C]):
         subscription on the least loaded connection with room.
 
         :param avoid: a connection index not to use (the one that just refused them).
+        :param only: use only these existing connections, and open none.
         :returns: (index -> subscriptions placed there, connections created, subscriptions
             for which there was no room).
         """
@@ -118,14 +123,16 @@ class Pool(Generic[C]):
         with self._lock:
             todo = [s for s in subs if s not in self._home]
             needed = math.ceil((len(self._home) + len(todo)) / max(self.sub_limit, 1))
-            created = self._grow(max(needed, 1))
+            created = self._grow(max(needed, 1)) if only is None else []
             for sub in todo:
                 choices = [
                     i
                     for i in range(len(self.connections))
-                    if i != avoid and len(self._members[i]) < self.cap(i)
+                    if i != avoid
+                    and (only is None or i in only)
+                    and len(self._members[i]) < self.cap(i)
                 ]
-                if not choices:
+                if not choices and only is None:
                     created += self._grow(len(self.connections) + 1)
                     choices = [
                         i
@@ -156,6 +163,11 @@ class Pool(Generic[C]):
         """Connection ``index`` holds no more than ``cap`` (the server said 2303)."""
         with self._lock:
             self._caps[index] = max(cap, 0)
+
+    def stop_growing(self) -> None:
+        """Open no connection beyond those that exist (the key has none to spare)."""
+        with self._lock:
+            self.max_connections = max(1, len(self.connections))
 
     def restore_cap(self, index: int) -> None:
         """Connection ``index`` may carry ``sub_limit`` again (it reconnected)."""

@@ -191,8 +191,8 @@ def cmcsync_on_gap(
     :param client: the client owning the subscription.
     :param channel: the wire channel name.
     :param params: the subscription's normalized params, the list param as a scalar.
-    :param start_ms: epoch milliseconds, on the client's clock, of the last frame received
-        before the connection was lost: data may be missing from then on.
+    :param start_ms: epoch milliseconds: the server's ``ts`` of the last push received on
+        the lost connection (the client's clock if none came): data may be missing from then on.
     :param end_ms: epoch milliseconds, on the client's clock, at which the server acknowledged
         the subscription again: data flows from then on.
 

@@ -149,24 +149,35 @@ def test_4004_backs_off_long_then_retries_and_replays(recorder: EventRecorder) -
     assert (disconnect["code"], disconnect["will_reconnect"]) == (4004, True)
 
 
-def test_4004_moves_subscriptions_to_another_connection(recorder: EventRecorder) -> None:
-    with Simulator(api_keys=(KEY,), speed=200, seed=12) as sim:
+def test_4004_moves_subscriptions_to_open_connections_with_room(
+    recorder: EventRecorder,
+) -> None:
+    with Simulator(api_keys=(KEY,), sub_limit=4, speed=200, seed=12) as sim:
         client = make_client(
             sim.url,
             recorder,
             max_connections=2,
-            backoff=cmcsync.Backoff(base=0.01, cap=0.02, long_base=5.0),
+            backoff=cmcsync.Backoff(base=0.01, cap=0.02, long_base=0.6),
         )
         try:
-            subscribe_mix(client)
-            first = sim.connections()[0]
-            sim.close_all(4004, "Connection limit")
-            sim.wait_for(lambda: first.closed, what="first connection closed")
-            # The refused slot waits out its long backoff (>= 2.5 s); the subscriptions
-            # do not wait with it.
-            wait_replayed(sim, client, timeout=2.0)
-            assert client.stats()["moved_subscriptions"] == 4
-            wait_flowing(recorder)
+            client.subscribe(PRICE, crypto_ids=[1])  # learns sub_limit=4
+            client.subscribe(PRICE, crypto_ids=[1027, 52, 74, 2010, 5426])
+            first, second = sim.connections()
+            assert (len(first.subscriptions), len(second.subscriptions)) == (3, 3)
+            first.close(4004, "Connection limit")
+            # The other connection takes what it has room for at once...
+            sim.wait_for(lambda: len(second.subscriptions) == 4, timeout=2, what="moved")
+            assert client.stats()["moved_subscriptions"] == 1
+            assert len(sim.all_connections()) == 2, "no new connection for a key at its limit"
+            # ...and the refused one replays the rest after its long backoff.
+            sim.wait_for(lambda: len(sim.connections()) == 2, timeout=5, what="reconnect")
+            sim.wait_for(
+                lambda: sum(len(c.subscriptions) for c in sim.connections()) == 6, timeout=5
+            )
+            recorder.wait_for(
+                lambda: set(client.subscriptions().values()) == {cmcsync.SubscriptionState.ACTIVE},
+                timeout=5,
+            )
         finally:
             client.close()
 
@@ -204,13 +215,6 @@ def test_repeated_4004_retries_slowly_until_a_slot_frees(recorder: EventRecorder
         assert "rejected" not in states, "a connection limit is not a refused subscription"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="4004 makes the pool open a new connection for the refused subscriptions, which "
-    "is refused too: up to max_connections slots retry in parallel (~40 attempts/s), and "
-    "once the key has one free slot the subscriptions parked on other slots are never "
-    "moved to it (see the report to the lead)",
-)
 def test_repeated_4004_with_the_default_pool_does_not_multiply_connections(
     recorder: EventRecorder,
 ) -> None:

@@ -267,12 +267,6 @@ class SlowPlugin:
         self._never.wait(self.seconds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a gap starts at the local time the client last processed a batch, not at the "
-    "server ts of the last frame it received: when the client lags, frames still in flight "
-    "are lost outside every reported gap (see the report)",
-)
 def test_a_lagging_link_gets_a_gap_that_covers_every_frame_it_lost(
     recorder: EventRecorder,
 ) -> None:

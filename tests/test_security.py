@@ -223,11 +223,6 @@ def test_no_secret_is_found_in_a_cmcsync_record_session(tmp_path: Path) -> None:
         assert key not in text and wrong not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the simulator's websockets server logs request headers, the key among them, at "
-    "DEBUG (logger cmcsync.testing.simulator); a filter like _connection.redact_secrets fixes it",
-)
 def test_the_simulator_debug_log_does_not_show_the_key() -> None:
     key = secret("sk-key")
     handler = Capture()

@@ -21,6 +21,7 @@ from websockets.frames import EXTERNAL_CLOSE_CODES
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from cmcsync._connection import install_redaction
 from cmcsync.testing._feeds import Feeds
 from cmcsync.testing._simconn import (
     Board,
@@ -44,6 +45,8 @@ from cmcsync.testing._simprotocol import (
 __all__ = ["SimServer", "SimSettings", "closable"]
 
 _log = logging.getLogger("cmcsync.testing.simulator")
+# websockets logs each handshake's headers at DEBUG: the key must not reach the log.
+install_redaction(_log)
 _T = TypeVar("_T")
 _KEY_HEADER = "X-CMC_PRO_API_KEY"
 _KEY_QUERY = "CMC_PRO_API_KEY"
