@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import itertools
 import logging
 import re
 import socket
@@ -213,7 +214,7 @@ class Connection:
         batch_size: int = 256,
         sslopt: Mapping[str, Any] | None = None,
         proxy: str | None = None,
-        next_id: Callable[[], int] = iter(range(1, 2**62)).__next__,
+        next_id: Callable[[], int] | None = None,
     ) -> None:
         self.url = url
         self._header = [f"{_protocol.API_KEY_HEADER}: {api_key}"]
@@ -224,7 +225,7 @@ class Connection:
         self._batch_size = batch_size
         self._sslopt = dict(sslopt or {})
         self._proxy = urlsplit(proxy) if proxy else None
-        self._next_id = next_id
+        self._next_id = next_id or itertools.count(1).__next__
 
         self.state = ConnectionState.IDLE
         self._stop = threading.Event()

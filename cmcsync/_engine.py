@@ -23,8 +23,8 @@ from cmcsync import _protocol
 from cmcsync._codec import Codec
 from cmcsync._connection import OPCODE_TEXT, Connection, Frame, redact_url
 from cmcsync._dedupe import Deduper
-from cmcsync._frames import OPCODE_TOO_LARGE
 from cmcsync._dispatch import Dispatcher
+from cmcsync._frames import OPCODE_TOO_LARGE
 from cmcsync._pool import Pool
 from cmcsync.channels import CHANNELS, Channel
 from cmcsync.config import Backoff, Liveness, Timeouts
@@ -208,7 +208,9 @@ class Engine:
             if whole:
                 requests += self._send(conn, "unsubscribe", row.name, None)
             else:
-                for channel, payload, _ in batches(by_conn.get(conn.index, ()), self.pool.sub_limit):
+                for channel, payload, _ in batches(
+                    by_conn.get(conn.index, ()), self.pool.sub_limit
+                ):
                     requests += self._send(conn, "unsubscribe", channel, payload)
         return requests
 
@@ -262,7 +264,10 @@ class Engine:
             self.reconnects += 1
         self.pool.restore_cap(conn.index)
         self._dispatcher.notify(
-            "cmcsync_on_connect", client=self._client, url=redact_url(self._url), reconnect=reconnect
+            "cmcsync_on_connect",
+            client=self._client,
+            url=redact_url(self._url),
+            reconnect=reconnect,
         )
         with self._send_lock:
             self._replayed.add(conn.index)

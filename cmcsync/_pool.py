@@ -32,7 +32,9 @@ class Pool(Generic[C]):
     :param sub_limit: subscriptions per connection until the server says otherwise.
     """
 
-    def __init__(self, factory: Callable[[int], C], *, max_connections: int, sub_limit: int) -> None:
+    def __init__(
+        self, factory: Callable[[int], C], *, max_connections: int, sub_limit: int
+    ) -> None:
         if not isinstance(max_connections, int) or max_connections < 1:
             raise ConfigError(
                 f"max_connections must be a positive integer, got {max_connections!r}",
@@ -89,9 +91,7 @@ class Pool(Generic[C]):
         """
         with self._lock:
             total = len(self._home) + extra
-            room = sum(
-                self.cap(i) for i in range(self.max_connections)
-            )
+            room = sum(self.cap(i) for i in range(self.max_connections))
         if total > room:
             raise ConfigError(
                 f"{total} subscriptions would not fit: the budget is {room} "

@@ -173,7 +173,7 @@ class Client:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> Client:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> Client:
         return self.start()
 
     def __exit__(
@@ -336,7 +336,9 @@ class Client:
             self._wait_requests(requests, timeout)
         return removed
 
-    def unsubscribe_all(self, *, wait: bool = True, timeout: float | None = None) -> list[Subscription]:
+    def unsubscribe_all(
+        self, *, wait: bool = True, timeout: float | None = None
+    ) -> list[Subscription]:
         """Unsubscribe from everything.
 
         :returns: the subscriptions that were wanted.

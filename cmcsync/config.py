@@ -63,7 +63,9 @@ class Backoff:
     reset_after: float = attrs.field(default=60.0, validator=_positive)
     max_attempts: int | None = attrs.field(default=None, validator=_optional_count)
 
-    def compute(self, failures: int, *, long: bool = False, rng: random.Random | None = None) -> float:
+    def compute(
+        self, failures: int, *, long: bool = False, rng: random.Random | None = None
+    ) -> float:
         """Return the seconds to wait before the next attempt.
 
         :param failures: consecutive failures so far (1 for the first).

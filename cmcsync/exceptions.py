@@ -82,7 +82,9 @@ class ProtocolError(CmcsyncError):
 class DecodeError(ProtocolError):
     """A ``data`` payload could not be decoded into its channel's event class."""
 
-    def __init__(self, message: str, *, channel: str | None = None, kind: str = "undecodable") -> None:
+    def __init__(
+        self, message: str, *, channel: str | None = None, kind: str = "undecodable"
+    ) -> None:
         super().__init__(message, kind=kind)
         self.channel = channel
 

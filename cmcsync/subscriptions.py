@@ -256,7 +256,11 @@ class Requests:
         return request
 
     def resolve(
-        self, request_id: int, *, answer: Mapping[str, Any] | None = None, error: BaseException | None = None
+        self,
+        request_id: int,
+        *,
+        answer: Mapping[str, Any] | None = None,
+        error: BaseException | None = None,
     ) -> Request | None:
         """Answer a pending request; return it, or ``None`` if the id is not pending."""
         with self._lock:

@@ -44,13 +44,19 @@ def recorder() -> EventRecorder:
     return EventRecorder()
 
 
-def make_client(url: str, recorder: EventRecorder | None = None, **kwargs: object) -> cmcsync.Client:
+def make_client(
+    url: str, recorder: EventRecorder | None = None, **kwargs: object
+) -> cmcsync.Client:
     """A client on the simulator with short timeouts and no installed plugins."""
     kwargs.setdefault("timeouts", cmcsync.Timeouts(ack=5.0, pong=0.5, close=2.0))
     kwargs.setdefault("backoff", cmcsync.Backoff(base=0.05, cap=0.2, long_base=0.1))
     plugins = [recorder] if recorder is not None else []
     return cmcsync.Client(
-        api_key=KEY, url=url, autoload=False, plugins=plugins, **kwargs  # type: ignore[arg-type]
+        api_key=KEY,
+        url=url,
+        autoload=False,
+        plugins=plugins,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -84,9 +84,7 @@ def test_bad_params_name_the_param(channel: str, params: dict[str, object], para
 
 
 def test_unique_trader_takes_the_longer_intervals_kline_does_not() -> None:
-    assert get_channel("unique_trader").split(
-        {"platform_id": 14, "address": EVM, "interval": "1d"}
-    )
+    assert get_channel("unique_trader").split({"platform_id": 14, "address": EVM, "interval": "1d"})
     assert get_channel("kline").expected_cadence({"interval": "5m"}) == 300.0
     assert get_channel("crypto_latest_price").expected_cadence({"crypto_ids": 1}) == 15.0
 

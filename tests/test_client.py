@@ -57,7 +57,9 @@ def test_bad_params_raise_before_anything_is_sent(sim: Simulator, client: cmcsyn
     assert client.subscriptions() == {}
 
 
-def test_rejected_subscribe_carries_the_server_error(sim: Simulator, client: cmcsync.Client) -> None:
+def test_rejected_subscribe_carries_the_server_error(
+    sim: Simulator, client: cmcsync.Client
+) -> None:
     sim.fail_next_subscribe(2302)
     with pytest.raises(cmcsync.SubscriptionError) as info:
         client.subscribe(PRICE, crypto_ids=[1])
@@ -118,7 +120,9 @@ def test_unsubscribe_forms(sim: Simulator, client: cmcsync.Client) -> None:
     assert client.subscriptions() == {}
 
 
-def test_malformed_frames_are_counted_and_skipped(sim: Simulator, client: cmcsync.Client, recorder: EventRecorder) -> None:
+def test_malformed_frames_are_counted_and_skipped(
+    sim: Simulator, client: cmcsync.Client, recorder: EventRecorder
+) -> None:
     client.subscribe(PRICE, crypto_ids=[1])
     sim.push("this is not json")
     sim.push(b"\x00\x01binary")
@@ -129,7 +133,14 @@ def test_malformed_frames_are_counted_and_skipped(sim: Simulator, client: cmcsyn
     sim.push({"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "data": [], "ts": 1})
     recorder.wait_for(lambda: client.stats()["malformed"] >= 7, timeout=5)
     kinds = client.stats()["malformed_by_kind"]
-    for kind in ("not_json", "binary", "not_object", "unknown_type", "unknown_channel", "missing_field"):
+    for kind in (
+        "not_json",
+        "binary",
+        "not_object",
+        "unknown_type",
+        "unknown_channel",
+        "missing_field",
+    ):
         assert kinds.get(kind), kind
     # The connection went on: data still flows, nothing reconnected.
     recorder.clear()
@@ -246,7 +257,9 @@ def test_a_refused_subscription_is_not_sent_again_after_a_reconnect(sim: Simulat
         client.close()
 
 
-def test_close_before_start_is_quiet_and_final(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+def test_close_before_start_is_quiet_and_final(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
     client = make_client(sim.url)
     client.close()
     assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]

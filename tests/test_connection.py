@@ -29,7 +29,7 @@ def test_pings_follow_the_welcome_interval() -> None:
         try:
             client.start()
             sim.wait_for(lambda: len(pings(sim)) >= 4, timeout=5, what="4 pings")
-            stamps = [m for m in pings(sim)]
+            stamps = list(pings(sim))
             assert all(isinstance(m["id"], int) for m in stamps)
             assert len({m["id"] for m in stamps}) == len(stamps), "ping ids are unique"
         finally:
@@ -65,9 +65,11 @@ def test_silent_server_is_detected_and_replaced() -> None:
             detected = time.monotonic() - silenced_at
             sim.silence(False)
             sim.wait_for(
-                lambda: len(sim.connections()) == 1
-                and sim.connections()[0] is not first
-                and subscribed_ids(sim.connections()[0]) == {1, 1027},
+                lambda: (
+                    len(sim.connections()) == 1
+                    and sim.connections()[0] is not first
+                    and subscribed_ids(sim.connections()[0]) == {1, 1027}
+                ),
                 timeout=5,
                 what="replayed on a new connection",
             )
@@ -92,8 +94,10 @@ def test_non_fatal_close_reconnects_and_replays_everything(code: int) -> None:
             sim.wait_for(lambda: len(sim.all_connections()) == 2, timeout=5, what="reconnect")
             second = sim.all_connections()[1]
             sim.wait_for(
-                lambda: subscribed_ids(second) == {1, 1027, 52}
-                and any(c == "onchain@kline" for c, _ in second.subscriptions),
+                lambda: (
+                    subscribed_ids(second) == {1, 1027, 52}
+                    and any(c == "onchain@kline" for c, _ in second.subscriptions)
+                ),
                 timeout=5,
                 what="replay",
             )
@@ -130,8 +134,10 @@ def test_nothing_sent_after_the_replay_is_missing() -> None:
                 if m.get("type") == "data"
             ]
             recorder.wait_for(
-                lambda: {(e.params["crypto_ids"], e.ts) for e in recorder.events}
-                >= {(cid, ts) for cid, ts, _ in sent},
+                lambda: (
+                    {(e.params["crypto_ids"], e.ts) for e in recorder.events}
+                    >= {(cid, ts) for cid, ts, _ in sent}
+                ),
                 timeout=5,
             )
         finally:
@@ -194,9 +200,7 @@ def test_other_handshake_statuses_are_retried(status: int) -> None:
 def test_connection_limit_backs_off_and_retries() -> None:
     with Simulator(api_keys=(KEY,), max_connections=1, speed=100) as sim:
         holder = make_client(sim.url)
-        client = make_client(
-            sim.url, backoff=cmcsync.Backoff(base=0.01, cap=0.05, long_base=0.3)
-        )
+        client = make_client(sim.url, backoff=cmcsync.Backoff(base=0.01, cap=0.05, long_base=0.3))
         try:
             holder.subscribe(PRICE, crypto_ids=[1])
             client.start()

@@ -50,8 +50,9 @@ def test_a_subscription_that_stays_silent_gets_its_connection_replaced() -> None
             recorder.wait_for_events(4, timeout=5)
             sim.stall(PRICE, {"crypto_ids": 1}, until="reconnect")
             recorder.wait_for(
-                lambda: [c["action"] for c in stale_calls(recorder)][:2]
-                == ["resubscribe", "reconnect"],
+                lambda: (
+                    [c["action"] for c in stale_calls(recorder)][:2] == ["resubscribe", "reconnect"]
+                ),
                 timeout=5,
             )
             sim.wait_for(lambda: len(sim.all_connections()) == 2, timeout=5, what="new connection")

@@ -12,13 +12,18 @@ from cmcsync.exceptions import ProtocolError
 
 def test_requests_are_the_documented_shapes() -> None:
     assert json.loads(_protocol.ping_request(1)) == {"id": 1, "method": "ping"}
-    assert json.loads(_protocol.unsubscribe_all_request(4)) == {"id": 4, "method": "unsubscribe_all"}
+    assert json.loads(_protocol.unsubscribe_all_request(4)) == {
+        "id": 4,
+        "method": "unsubscribe_all",
+    }
     assert json.loads(_protocol.unsubscribe_request(3, "onchain@kline")) == {
         "id": 3,
         "method": "unsubscribe",
         "channel": "onchain@kline",
     }
-    sub = json.loads(_protocol.subscribe_request(1, "market@crypto_latest_price", {"crypto_ids": [1, 1027]}))
+    sub = json.loads(
+        _protocol.subscribe_request(1, "market@crypto_latest_price", {"crypto_ids": [1, 1027]})
+    )
     assert sub == {
         "id": 1,
         "method": "subscribe",
@@ -29,7 +34,12 @@ def test_requests_are_the_documented_shapes() -> None:
 
 @pytest.mark.parametrize(
     ("text", "kind"),
-    [("nope", "not_json"), ("[1]", "not_object"), ('{"id": 1}', "missing_field"), ("{", "not_json")],
+    [
+        ("nope", "not_json"),
+        ("[1]", "not_object"),
+        ('{"id": 1}', "missing_field"),
+        ("{", "not_json"),
+    ],
 )
 def test_bad_frames_raise_protocol_errors_with_a_kind(text: str, kind: str) -> None:
     with pytest.raises(ProtocolError) as info:

@@ -26,7 +26,10 @@ PARAMS: dict[str, dict[str, Any]] = {
     "onchain@liquidity_event": {"platform_id": 14, "address": [BSC_TOKEN]},
     "onchain@kline": {"platform_id": 14, "address": [BSC_TOKEN], "interval": "1s"},
     "onchain@token_metric": {"platform_id": 14, "address": [BSC_TOKEN]},
-    "onchain@pool_metric": {"platform_id": 16, "pool_address": ["DJpdHs4wbm1XqRruM1NPHnSfpnSztUEeFW3bcaDEeg7H"]},
+    "onchain@pool_metric": {
+        "platform_id": 16,
+        "pool_address": ["DJpdHs4wbm1XqRruM1NPHnSfpnSztUEeFW3bcaDEeg7H"],
+    },
     "onchain@unique_trader": {"platform_id": 14, "address": [BSC_TOKEN], "interval": "1s"},
     "onchain@holders_metrics": {"platform_id": 14, "address": [BSC_TOKEN]},
     "onchain@holder_wallet_update": {"platform_id": 16, "wallet_address": [SOL_WALLET]},
@@ -68,7 +71,7 @@ def test_plugin_values_equal_the_wire(channel: str) -> None:
         sent = [m for m in sim.all_connections()[0].sent if m.get("type") == "data"]
     got = recorder.by_channel(channel)
     assert len(got) == len(sent), "every push reached the plugin, once"
-    for event, frame in zip(got, sent):
+    for event, frame in zip(got, sent, strict=True):
         assert event.channel == frame["channel"]
         assert dict(event.params) == frame["params"]
         assert event.ts == frame["ts"]

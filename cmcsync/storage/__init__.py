@@ -10,22 +10,20 @@ cmcsync-redis plugins are built on this module.
 
 from __future__ import annotations
 
-from cmcsync.storage._values import ENVELOPE
-from cmcsync.storage._values import Kind
-from cmcsync.storage._values import channel_classes
-from cmcsync.storage._values import class_named
-from cmcsync.storage._values import dumps
-from cmcsync.storage._values import loads
-from cmcsync.storage._values import number_mode
-from cmcsync.storage._values import payload_kinds
-from cmcsync.storage._values import read_real
-from cmcsync.storage._values import window_class
-from cmcsync.storage._values import windows_from_plain
-from cmcsync.storage._writer import BufferedWriter
-from cmcsync.storage._writer import PartlyWritten
-from cmcsync.storage._writer import Sink
-from cmcsync.storage._writer import WriterError
-from cmcsync.storage._writer import short_error
+from cmcsync.storage._values import (
+    ENVELOPE,
+    Kind,
+    channel_classes,
+    class_named,
+    dumps,
+    loads,
+    number_mode,
+    payload_kinds,
+    read_real,
+    window_class,
+    windows_from_plain,
+)
+from cmcsync.storage._writer import BufferedWriter, PartlyWritten, Sink, WriterError, short_error
 
 __all__ = [
     "ENVELOPE",

@@ -46,7 +46,7 @@ class FeedEngine:
         :returns: how many connections were stalled.
         """
         targets = self._subscribers.get(key, {})
-        self._stalled[key] = {conn_id: until for conn_id in targets}
+        self._stalled[key] = dict.fromkeys(targets, until)
         return len(targets)
 
     def _live(self, key: SubKey, subscribers: dict[int, SimConnection]) -> list[SimConnection]:
@@ -112,5 +112,5 @@ class FeedEngine:
                             self._push(live, key, data)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a generator bug must not take the server down; it is logged
+        except Exception:  # noqa: BLE001 - a generator bug must not take the server down; it is logged
             _log.exception("simulator feed source %r failed and stopped", source[0])

@@ -337,7 +337,7 @@ class SimServer:
                 max_bytes=self.settings.max_message_bytes,
                 take_failure=self._take_failure,
             )
-        except Exception as exc:  # a simulator bug answers 5001, the connection goes on
+        except Exception as exc:  # noqa: BLE001 - a simulator bug answers 5001, the connection goes on
             _log.exception("the simulator failed on a request")
             conn.enqueue(*encode_frame(error_frame(5001, f"Simulator error: {exc!r}")))
             return

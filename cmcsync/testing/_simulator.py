@@ -224,7 +224,7 @@ class Simulator:
     def _thread_main(self) -> None:
         try:
             asyncio.run(self._main())
-        except Exception as exc:  # before ready: start() raises it; after: logged
+        except Exception as exc:  # noqa: BLE001 - before ready: start() raises it; after: logged
             if self._ready.is_set():
                 _log.exception("the simulator's event loop failed")
             else:
@@ -280,7 +280,7 @@ class Simulator:
             try:
                 if predicate():
                     return
-            except Exception as exc:  # e.g. connections()[0] before the first connection
+            except Exception as exc:  # noqa: BLE001 - e.g. connections()[0] before the first connection
                 error = exc
             with board.cond:
                 while board.generation == seen:
@@ -312,9 +312,7 @@ class Simulator:
         """
         self._server.call(self._server.set_silence(on))
 
-    def stall(
-        self, channel: str, params: Mapping[str, Any], *, until: str = "resubscribe"
-    ) -> int:
+    def stall(self, channel: str, params: Mapping[str, Any], *, until: str = "resubscribe") -> int:
         """Stop serving one subscription's data while acking and answering pings as usual.
 
         Models the failure a ping cannot detect: the connection is healthy, one subscription

@@ -150,7 +150,7 @@ _default_lock = threading.Lock()
 
 def default_alerts() -> PriceAlerts:
     """The instance behind this module's hooks, configured from the environment on first use."""
-    global _default
+    global _default  # noqa: PLW0603 - one lazily built instance behind the module hooks
     with _default_lock:
         if _default is None:
             _default = PriceAlerts()

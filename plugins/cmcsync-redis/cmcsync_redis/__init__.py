@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import cmcsync
 from cmcsync.events import Event
+from cmcsync.storage import WriterError
 from cmcsync_redis._entries import EntryError, event_fields, event_from_fields, stream_key
 from cmcsync_redis._plugin import WRITER_THREAD, RedisPlugin
 from cmcsync_redis._settings import DEFAULT_URL, ENV, RedisSettings
-from cmcsync.storage import WriterError
 
 if TYPE_CHECKING:
     from cmcsync_redis._consumer import Consumer, Entry

@@ -15,10 +15,10 @@ from redis import exceptions as redis_exc
 
 from cmcsync import Backoff, ConfigError
 from cmcsync.events import Event
+from cmcsync.storage import short_error
 from cmcsync_redis._entries import EntryError, event_from_fields, stream_key
 from cmcsync_redis._settings import DEFAULT_URL, redact_url
 from cmcsync_redis._sink import connect, transient
-from cmcsync.storage import short_error
 
 __all__ = ["Consumer", "Entry"]
 

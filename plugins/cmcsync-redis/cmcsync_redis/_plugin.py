@@ -13,8 +13,8 @@ import attrs
 
 import cmcsync
 from cmcsync.events import Event
-from cmcsync_redis._settings import RedisSettings, redact_url
 from cmcsync.storage import BufferedWriter, WriterError
+from cmcsync_redis._settings import RedisSettings, redact_url
 
 __all__ = ["WRITER_THREAD", "RedisPlugin"]
 

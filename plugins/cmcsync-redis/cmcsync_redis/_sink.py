@@ -12,9 +12,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cmcsync.events import Event
+from cmcsync.storage import PartlyWritten
 from cmcsync_redis._entries import event_fields, stream_key
 from cmcsync_redis._settings import RedisSettings, redact_url
-from cmcsync.storage import PartlyWritten
 
 __all__ = ["RedisSink", "connect", "transient"]
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import cmcsync
 from cmcsync.events import Event
+from cmcsync.storage import WriterError
 from cmcsync_sql._plugin import WRITER_THREAD, SqlPlugin
 from cmcsync_sql._settings import DEFAULT_URL, ENV, SqlSettings
-from cmcsync.storage import WriterError
 
 if TYPE_CHECKING:
     from cmcsync.channels import Channel

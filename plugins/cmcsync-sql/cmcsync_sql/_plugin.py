@@ -13,8 +13,8 @@ import attrs
 
 import cmcsync
 from cmcsync.events import Event
-from cmcsync_sql._settings import SqlSettings, redact_url
 from cmcsync.storage import BufferedWriter, WriterError
+from cmcsync_sql._settings import SqlSettings, redact_url
 
 if TYPE_CHECKING:
     from cmcsync.channels import Channel

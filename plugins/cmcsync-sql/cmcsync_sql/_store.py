@@ -18,9 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cmcsync.channels import Channel, get_channel
 from cmcsync.events import Event
+from cmcsync.storage import short_error
 from cmcsync_sql._schema import TableSpec, meta_tables, table_spec
 from cmcsync_sql._settings import redact_url
-from cmcsync.storage import short_error
 
 __all__ = ["SqlSink", "make_engine", "read_events"]
 
