@@ -434,7 +434,7 @@ def test_float_mode_accepts_decimal_input(codec: Codec) -> None:
 
 
 def test_nulls_and_missing_keys_give_none(codec: Codec) -> None:
-    data = {key: None for key in events.wire_map(events.Transaction).values()}
+    data = dict.fromkeys(events.wire_map(events.Transaction).values())
     event = payload(codec, "transaction", data)
     assert event.tx_hash is None
     assert event.value_usd is None
@@ -750,7 +750,8 @@ def test_any_json_gives_an_event_or_a_decode_error(short: str, data: Any, decima
     try:
         event = codec.decode(row, {"platform_id": 14}, data, 1778663880111)
     except DecodeError as exc:
-        assert exc.channel == row.name
+        # Either outcome is valid here; an error must name its channel.
+        assert exc.channel == row.name  # noqa: PT017
         return
     assert isinstance(event, row.event_type)
     # Nothing is lost: every non-null key is either decoded or kept in extra.
@@ -777,7 +778,8 @@ def test_any_envelope_gives_an_event_or_a_decode_error(short: str, params: Any, 
     try:
         event = _CODECS[False].decode(row, params, data, ts)
     except DecodeError as exc:
-        assert exc.channel == row.name
+        # Either outcome is valid here; an error must name its channel.
+        assert exc.channel == row.name  # noqa: PT017
         return
     assert event.params is params
     assert type(event.ts) is int

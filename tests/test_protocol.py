@@ -57,7 +57,9 @@ def test_server_error_reads_the_documented_envelope() -> None:
                 "error_code": "2401",
                 "category": "PROTOCOL",
                 "error_message": "Missing required param for channel.",
-                "error_detail": "Param 'crypto_ids' is required for channel 'market@crypto_latest_price'.",
+                "error_detail": (
+                    "Param 'crypto_ids' is required for channel 'market@crypto_latest_price'."
+                ),
             },
         }
     )
