@@ -259,5 +259,6 @@ def run_command(duration: float | None, leader: bool | None) -> None:
         run_foreground(state.runtime, duration=duration, say=click.echo)
     except CmcsyncError as exc:
         error = click.ClickException(f"cmcsync: {exc}")
-        error.exit_code = exit_code_of(exc)
+        # click declares exit_code on the class; this error carries the documented code.
+        setattr(error, "exit_code", exit_code_of(exc))  # noqa: B010
         raise error from exc
