@@ -19,6 +19,8 @@ import attrs
 import cattrs
 
 from cmcsync import events
+from cmcsync._fastdecode import Fast as _Fast
+from cmcsync._fastdecode import generate
 from cmcsync.channels import CHANNELS, Channel
 from cmcsync.exceptions import DecodeError
 
@@ -221,18 +223,68 @@ class _Plan:
         return None
 
 
-def _window_hook(plan: _Plan) -> _Hook:
+def _fast_type(kind: Any, decimal: bool) -> type | None:
+    """The type whose values a hook of ``kind`` returns unchanged, checked inline by the
+    generated decoders."""
+    if kind in (_REAL, _REAL_REQUIRED):
+        return Decimal if decimal else float
+    if kind in (_INT, int):
+        return int
+    if kind == _STR:
+        return str
+    if kind == _BOOL:
+        return bool
+    return None
+
+
+def _window_hook(plan: _Plan, decimal: bool) -> _Hook:
     """The structuring function of a window class (a plain JSON object, no envelope)."""
     cls = plan.cls
+    fast = generate(plan, lambda kind: _fast_type(kind, decimal), envelope=False)
 
     def structure(data: Any, _: Any = None) -> Any:
         if type(data) is not dict:
             raise _unfit(data, "a JSON object")
+        try:
+            return fast(data)
+        except Exception:  # noqa: BLE001, S110 - decoded again below, where extra and errors are made
+            pass
         kw: dict[str, Any] = {}
         extra = plan.fields(data, kw)
         return cls(**kw, extra={} if extra is None else extra)
 
     return structure
+
+
+def _fast_event(kind: type[events.Event], converter: cattrs.Converter, decimal: bool) -> _Fast:
+    """The generated decoder of an event class, routing holder kinds like the general path.
+
+    It takes ``(channel name, params, ts, data)`` and raises anything the general path
+    (:func:`_event_hook`) must handle instead.
+    """
+
+    def make(cls: type) -> _Fast:
+        return generate(
+            _Plan.build(cls, converter), lambda k: _fast_type(k, decimal), envelope=True
+        )
+
+    base = make(kind)
+    routes = {
+        sub.route_value: make(sub) for sub in _subclasses(kind) if sub.route_value is not None
+    }
+    route_key = kind.route_key
+    if route_key is None:
+        return base
+
+    def routed(channel: str, params: Any, ts: int, data: dict[str, Any]) -> Any:
+        tag = data.get(route_key)
+        if tag.__class__ is str:
+            target = routes.get(tag)
+            if target is not None:
+                return target(channel, params, ts, data)
+        return base(channel, params, ts, data)
+
+    return routed
 
 
 def _event_hook(plan: _Plan, routes: Mapping[str, _Hook], route_key: str | None) -> _Hook:
@@ -428,7 +480,7 @@ def make_converter(*, decimal: bool = False) -> cattrs.Converter:
     converter.register_structure_hook(_STR, _str)
     converter.register_structure_hook(_BOOL, _bool)
     converter.register_structure_hook_factory(
-        _is_window, lambda kind: _window_hook(_Plan.build(kind, converter))
+        _is_window, lambda kind: _window_hook(_Plan.build(kind, converter), decimal)
     )
     converter.register_structure_hook_func(
         lambda kind: kind == _TOKEN_WINDOWS, _token_windows(converter)
@@ -468,6 +520,10 @@ class Codec:
             row.event_type: self._converter.get_structure_hook(row.event_type)
             for row in CHANNELS.values()
         }
+        self._fast: dict[type, _Fast] = {
+            row.event_type: _fast_event(row.event_type, self._converter, decimal)
+            for row in CHANNELS.values()
+        }
 
     def decode(
         self, channel: Channel, params: Mapping[str, Any], data: Any, ts: int
@@ -483,6 +539,17 @@ class Codec:
             is not an object or a required key is missing or unusable. No other exception
             escapes.
         """
+        fast = self._fast.get(channel.event_type)
+        if (
+            fast is not None
+            and data.__class__ is dict
+            and params.__class__ is dict
+            and ts.__class__ is int
+        ):
+            try:
+                return fast(channel.name, params, ts, data)  # type: ignore[no-any-return]
+            except Exception:  # noqa: BLE001, S110 - the general path below decodes it, or says why not
+                pass
         frame = {"channel": channel.name, "params": params, "data": data, "ts": ts}
         try:
             hook = self._hooks.get(channel.event_type)

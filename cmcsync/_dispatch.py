@@ -95,6 +95,12 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._next_report_log = 0.0
+        # Inline mode: whoever delivers (a reader thread with its events, or the dispatcher
+        # thread with lifecycle calls) holds this lock, so hooks never run on two threads at
+        # once and run in the order things were queued. _owner is the holder's thread id.
+        self._inline = config.mode == "inline"
+        self._delivering = threading.Lock()
+        self._owner: int | None = None
 
         # Iterator state, guarded by _iter_cond.
         self._iter_cond = threading.Condition()
@@ -159,7 +165,8 @@ class Dispatcher:
         if thread is None:
             self._stopped()
             return
-        if thread is threading.current_thread():
+        if thread is threading.current_thread() or self._owner == threading.get_ident():
+            # Inside a hook: the thread finishes once the hook has returned.
             return
         # A little past the deadline: the thread needs a moment to count what it left.
         thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
@@ -181,12 +188,43 @@ class Dispatcher:
         With ``"block"`` this waits for room (and returns at once, counting what it could not
         queue, when the dispatcher closes); it never waits on the dispatcher thread itself.
 
+        In inline mode the events are delivered here, on the calling thread, after any
+        lifecycle call queued before them.
+
         :param events: the events, in arrival order.
         """
-        if events:
-            report = self._queue.put(events)
+        if not events:
+            return
+        if self._inline:
+            self._submit_inline(events)
+            return
+        report = self._queue.put(events)
+        if report:
+            self._log_report(report)
+
+    def _submit_inline(self, events: Sequence[Event]) -> None:
+        queue = self._queue
+        me = threading.get_ident()
+        if self._owner == me or queue.closing:
+            # Submitted from a hook (delivered after the current batch), or too late.
+            report = queue.put(events, wait=False)
             if report:
                 self._log_report(report)
+            return
+        with self._delivering:
+            self._owner = me
+            try:
+                self._drain()  # lifecycle calls queued before these events go first
+                queue.count("submitted", len(events))
+                self._deliver(events)
+                self._drain()  # and what hooks or other threads queued meanwhile
+            finally:
+                self._owner = None
+
+    def _drain(self) -> None:
+        while (batch := self._queue.take_nowait()) is not None:
+            self._refresh()
+            self._deliver(batch)
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Queue a lifecycle hook call, in order with the events; never blocks or drops it.
@@ -291,8 +329,20 @@ class Dispatcher:
     # ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        queue = self._queue
         try:
-            while (batch := self._queue.take()) is not None:
+            if self._inline:
+                # Events are delivered by the threads that submit them; this thread delivers
+                # lifecycle calls queued while no event comes.
+                while queue.wait():
+                    with self._delivering:
+                        self._owner = threading.get_ident()
+                        try:
+                            self._drain()
+                        finally:
+                            self._owner = None
+                return
+            while (batch := queue.take()) is not None:
                 self._refresh()
                 self._deliver(batch)
         except BaseException as exc:  # a bug here must not leave producers blocked for ever
@@ -301,14 +351,15 @@ class Dispatcher:
         finally:
             self._stopped()
 
-    def _deliver(self, batch: list[object]) -> None:
+    def _deliver(self, batch: Sequence[object]) -> None:
         data, any_hooks, client, queue = self._data, self._any, self._client, self._queue
         delivered: list[Event] = []
         for position, item in enumerate(batch):
             if queue.closing and queue.past_deadline():
                 self._count_undelivered(batch[position:])
                 break
-            if isinstance(item, Note):
+            if item.__class__ is Note:
+                assert isinstance(item, Note)
                 self._deliver_note(item)
                 continue
             event: Any = item
@@ -322,7 +373,7 @@ class Dispatcher:
                         function(event)
                     else:
                         function(*[event if name == "event" else client for name in argnames])
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - plugin isolation: reported, not raised
                     self._failed(state, hook, exc)
                 else:
                     if state.streak:
@@ -342,7 +393,7 @@ class Dispatcher:
                 continue
             try:
                 function(*[note.kwargs[name] for name in argnames])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - plugin isolation: reported, not raised
                 self._failed(state, hook, exc)
             else:
                 if state.streak:

@@ -6,11 +6,22 @@ the policy sets say what the client does with each close code and HTTP status.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from cmcsync.exceptions import ProtocolError, ServerError
+
+_fast_loads: Callable[[str | bytes], Any] | None
+try:
+    # An optional accelerator (the ``fast`` extra): about a third faster than json.loads
+    # on CMC's frames, with the same results (see parse_frame).
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
+_DIGITS_TO_9 = bytes.maketrans(b"012345678", b"999999999")
+_LONG_DIGITS = b"9" * 19
 
 #: The production endpoint.
 DEFAULT_URL: Final = "wss://pro-stream.coinmarketcap.com/v1"
@@ -137,20 +148,78 @@ def ping_request(request_id: int) -> str:
 def parse_frame(text: str | bytes, *, parse_float: Any = None) -> dict[str, Any]:
     """Parse one text frame into its envelope.
 
-    :raises ProtocolError: ``not_json`` for text that is not JSON, ``not_object`` for JSON
-        that is not an object, ``missing_field`` for an object without a string ``type``.
+    With orjson installed (the ``fast`` extra) and no ``parse_float``, orjson parses. Frames
+    where it would differ from the standard library are parsed by the standard library: the
+    ones orjson refuses (``NaN``, ``1e400``, a lone surrogate escape, invalid UTF-8...) and
+    the ones with 19 or more digits in a row (an integer orjson would turn into a float).
+    The result and the errors are the same either way. ``parse_float`` (``Decimal``, to
+    keep prices exact) always uses the standard library: orjson has no such option.
+
+    :param text: the frame's payload, as received (UTF-8 bytes) or decoded.
+    :param parse_float: passed to :func:`json.loads`.
+    :raises ProtocolError: ``not_utf8`` for bytes that are not UTF-8, ``not_json`` for text
+        that is not JSON, ``not_object`` for JSON that is not an object, ``missing_field``
+        for an object without a string ``type``.
     """
-    try:
-        message = json.loads(text, parse_float=parse_float)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"frame is not valid JSON: {exc}", kind="not_json") from None
-    if not isinstance(message, dict):
+    message: Any = None
+    if (
+        parse_float is None
+        and _fast_loads is not None
+        # orjson reads an integer beyond 64 bits as a float; the standard library keeps it
+        # exact. 19 digits in a row (after mapping every digit to 9) may be such a number.
+        and _LONG_DIGITS
+        not in (text if isinstance(text, bytes) else text.encode()).translate(_DIGITS_TO_9)
+    ):
+        try:
+            message = _fast_loads(text)
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
+            message = _loads(text, None)
+    else:
+        message = _loads(text, parse_float)
+    if message.__class__ is not dict:
         raise ProtocolError(
             f"frame is JSON {type(message).__name__}, not an object", kind="not_object"
         )
-    if not isinstance(message.get("type"), str):
+    if message.get("type").__class__ is not str:
         raise ProtocolError("frame has no 'type' field", kind="missing_field")
     return message
+
+
+@functools.cache
+def frame_parser(parse_float: Any = None) -> Callable[[str | bytes], dict[str, Any]]:
+    """:func:`parse_frame` with these options, specialized for the reader's bytes.
+
+    The same results and errors as ``parse_frame(payload, parse_float=parse_float)``,
+    for less per call: the reader thread parses every frame with it.
+    """
+    fast = _fast_loads
+    if parse_float is not None or fast is None:
+        return functools.partial(parse_frame, parse_float=parse_float)
+
+    def parse(payload: str | bytes) -> dict[str, Any]:
+        if payload.__class__ is bytes and _LONG_DIGITS not in payload.translate(_DIGITS_TO_9):
+            try:
+                message = fast(payload)
+            except ValueError:
+                return parse_frame(payload)
+            if message.__class__ is dict and message.get("type").__class__ is str:
+                return message
+        return parse_frame(payload)
+
+    return parse
+
+
+def _loads(text: str | bytes, parse_float: Any) -> Any:
+    """The standard library's parse, with cmcsync's errors."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("text frame is not valid UTF-8", kind="not_utf8") from None
+    try:
+        return json.loads(text, parse_float=parse_float)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"frame is not valid JSON: {exc}", kind="not_json") from None
 
 
 def request_id(message: Mapping[str, Any]) -> int | None:

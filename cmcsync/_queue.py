@@ -93,7 +93,12 @@ class EventQueue:
         self._slow_at = max(1, math.ceil(config.slow_fraction * config.queue_size))
         self._conflate: dict[object, _Slot] | None = {} if config.overflow == "conflate" else None
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
+        # The consumer sleeps on this lock, held while nobody rang: a plain lock costs a
+        # fraction of a Condition per wake-up, which counts at low rates (one batch per
+        # message). Rung only while the consumer says it sleeps, so released at most once.
+        self._bell = threading.Lock()
+        self._bell.acquire()
+        self._sleeping = False
         self._not_full = threading.Condition(self._lock)
         self._items: collections.deque[object] = collections.deque()
         self._depth = 0  # data events queued; notes do not count against the capacity
@@ -129,10 +134,12 @@ class EventQueue:
         with self._lock:
             self.counts[key] += n
 
-    def put(self, events: Sequence[Event]) -> str | None:
+    def put(self, events: Sequence[Event], *, wait: bool = True) -> str | None:
         """Queue events, applying the overflow policy.
 
         :param events: the batch, in arrival order.
+        :param wait: ``False`` never waits for room, whatever the policy (for a thread that
+            delivers events itself).
         :returns: a warning to log once the lock is released, or ``None``.
         """
         n = len(events)
@@ -147,7 +154,7 @@ class EventQueue:
                 return self._after_put()
             if self._config.overflow == "drop_oldest":
                 return self._put_dropping(events)
-            return self._put_waiting(events)
+            return self._put_waiting(events, wait)
 
     def put_note(self, note: Note) -> bool:
         """Queue a note behind what is queued; never waits.
@@ -159,7 +166,7 @@ class EventQueue:
                 return False
             self._items.append(note)
             self._wrapped += 1
-            self._not_empty.notify()
+            self._ring()
             return True
 
     def take(self) -> list[object] | None:
@@ -168,29 +175,35 @@ class EventQueue:
         :returns: events and notes in order, or ``None`` once closing and drained (or out of
             time).
         """
-        with self._lock:
-            while not self._items:
+        while True:
+            with self._lock:
+                if self._items:
+                    if self._closing and time.monotonic() >= self._deadline:
+                        return None
+                    return self._take()
                 if self._closing:
                     return None
-                self._not_empty.wait()
-            if self._closing and time.monotonic() >= self._deadline:
-                return None
-            items = self._items
-            count = min(len(items), self._config.batch_size)
-            if count == len(items):
-                batch = list(items)
-                items.clear()
-            else:
-                batch = [items.popleft() for _ in range(count)]
-            if self._wrapped:
-                count = self._unwrap(batch)
-            self._depth -= count
-            if self._waiting:
-                self._not_full.notify_all()
-            if self._depth * 2 < self._capacity:
-                self._slow_armed = True
-                self._drop_warned = False
-            return batch
+                self._sleeping = True
+            self._bell.acquire()
+
+    def wait(self) -> bool:
+        """Wait until something is queued.
+
+        :returns: ``False`` once closing and drained (or out of time) instead.
+        """
+        while True:
+            with self._lock:
+                if self._items:
+                    return not (self._closing and time.monotonic() >= self._deadline)
+                if self._closing:
+                    return False
+                self._sleeping = True
+            self._bell.acquire()
+
+    def take_nowait(self) -> list[object] | None:
+        """Take up to ``batch_size`` items, slots unwrapped, or ``None`` if there are none."""
+        with self._lock:
+            return self._take() if self._items else None
 
     def close(self, timeout: float) -> float:
         """Refuse new events, wake everyone, and set the consumer's deadline (once).
@@ -202,7 +215,7 @@ class EventQueue:
             if not self._closing:
                 self._closing = True
                 self._deadline = time.monotonic() + timeout
-                self._not_empty.notify_all()
+                self._ring()
                 self._not_full.notify_all()
             return self._deadline
 
@@ -234,11 +247,34 @@ class EventQueue:
 
     # Everything below runs with _lock held.
 
+    def _ring(self) -> None:
+        if self._sleeping:
+            self._sleeping = False
+            self._bell.release()
+
+    def _take(self) -> list[object]:
+        items = self._items
+        count = min(len(items), self._config.batch_size)
+        if count == len(items):
+            batch = list(items)
+            items.clear()
+        else:
+            batch = [items.popleft() for _ in range(count)]
+        if self._wrapped:
+            count = self._unwrap(batch)
+        self._depth -= count
+        if self._waiting:
+            self._not_full.notify_all()
+        if self._depth * 2 < self._capacity:
+            self._slow_armed = True
+            self._drop_warned = False
+        return batch
+
     def _after_put(self) -> str | None:
         depth = self._depth
         if depth > self._max_depth:
             self._max_depth = depth
-        self._not_empty.notify()
+        self._ring()
         if depth < self._slow_at or not self._slow_armed:
             return None
         self._slow_armed = False
@@ -271,7 +307,7 @@ class EventQueue:
                 report = "cmcsync queue full: dropping the oldest events (overflow='drop_oldest')"
         return self._after_put() or report
 
-    def _put_waiting(self, events: Sequence[Event]) -> str | None:
+    def _put_waiting(self, events: Sequence[Event], wait: bool) -> str | None:
         report = None
         index = self._conflate
         items = self._items
@@ -286,7 +322,7 @@ class EventQueue:
                     self.counts["conflated"] += 1
                     i += 1
                     continue
-            if self._depth >= self._capacity and not self._on_consumer_thread():
+            if self._depth >= self._capacity and wait and not self._on_consumer_thread():
                 report = self._after_put() or report  # wake the consumer before waiting
                 if not self._wait_for_room():
                     self.counts["undelivered"] += n - i
