@@ -10,6 +10,7 @@ cmcsync-redis plugins are built on this module.
 
 from __future__ import annotations
 
+from cmcsync.storage._plugin import StoragePlugin, StorageSettings
 from cmcsync.storage._values import (
     ENVELOPE,
     Kind,
@@ -31,6 +32,8 @@ __all__ = [
     "Kind",
     "PartlyWritten",
     "Sink",
+    "StoragePlugin",
+    "StorageSettings",
     "WriterError",
     "channel_classes",
     "class_named",

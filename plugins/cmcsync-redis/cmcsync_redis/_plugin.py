@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
-import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
-import cmcsync
 from cmcsync.events import Event
-from cmcsync.storage import BufferedWriter, WriterError
+from cmcsync.storage import Sink, StoragePlugin
 from cmcsync_redis._settings import RedisSettings, redact_url
 
 __all__ = ["WRITER_THREAD", "RedisPlugin"]
 
-log = logging.getLogger("cmcsync_redis")
-
 #: The name of the thread that writes to Redis.
 WRITER_THREAD = "cmcsync-redis-writer"
 
-_live: weakref.WeakSet[RedisPlugin] = weakref.WeakSet()
 
-
-class RedisPlugin:
+class RedisPlugin(StoragePlugin[tuple[Event, bool]]):
     """Publish the events of the configured channels to Redis Streams.
 
     Each event becomes one stream entry (``XADD`` with ``MAXLEN``), in its channel's stream
@@ -51,14 +43,14 @@ class RedisPlugin:
     :raises ConfigError: for a setting that cannot be used.
     """
 
+    writer_thread: ClassVar[str] = WRITER_THREAD
+    destination: ClassVar[str] = "redis"
+    log: ClassVar[logging.Logger] = logging.getLogger("cmcsync_redis")
+
     def __init__(self, settings: RedisSettings | None = None, **changes: Any) -> None:
         base = settings if settings is not None else RedisSettings.from_env()
         self.settings: RedisSettings = attrs.evolve(base, **changes) if changes else base
-        self._channels = frozenset(self.settings.channels)
-        self._writer: BufferedWriter[tuple[Event, bool]] | None = None
-        self._lock = threading.Lock()
-        self._raised_last = False
-        _live.add(self)
+        super().__init__(self.settings)
 
     @classmethod
     def from_settings(
@@ -87,124 +79,15 @@ class RedisPlugin:
             f" channels={len(self._channels)}>"
         )
 
-    # --- hooks ------------------------------------------------------------------------------
-
-    @cmcsync.hookimpl
-    def cmcsync_on_event(self, event: Event, client: Any) -> None:
-        if event.channel in self._channels:
-            # Each entry says whether the client decoded numbers as Decimal, so consumers
-            # rebuild them with the same type.
-            self._writer_for().put((event, bool(getattr(client, "decimal", False))))
-        self._raise_reports()
-
-    @cmcsync.hookimpl(optionalhook=True)
-    def cmcsync_on_close(self, client: Any) -> None:
-        writer = self._writer
-        if writer is None:
-            return
-        writer.stop(_close_limit(self.settings.close_timeout, client))
-        reports = writer.take_reports()
-        self._raised_last = False
-        if reports:
-            raise WriterError.combine(reports)
-
-    # --- the host's controls ------------------------------------------------------------------
-
-    def close(self, timeout: float | None = None) -> None:
-        """Write what is held and join the writer thread; a later event starts it again.
-
-        Problems are logged and counted in :meth:`stats` (there is no hook call to raise
-        them from).
-
-        :param timeout: seconds to keep writing; ``close_timeout`` by default.
-        """
-        writer = self._writer
-        if writer is not None:
-            writer.stop(self.settings.close_timeout if timeout is None else timeout)
-
-    def stats(self) -> dict[str, Any]:
-        """The writer's state and counters (see :meth:`BufferedWriter.stats`), and where to.
-
-        :returns: ``redis`` (the URL without password), ``channels``, then ``state``,
-            ``buffered``, ``in_flight``, ``capacity``, ``accepted``, ``written``,
-            ``batches``, ``dropped``, ``rejected``, ``unwritten``, ``failed_attempts``,
-            ``outages``, ``failures`` and ``last_error``.
-        """
-        out: dict[str, Any] = {
-            "redis": redact_url(self.settings.url),
-            "channels": list(self.settings.channels),
-        }
-        writer = self._writer
-        if writer is None:
-            out.update(
-                state="stopped",
-                buffered=0,
-                in_flight=0,
-                capacity=self.settings.buffer_size,
-                batch_size=self.settings.batch_size,
-                accepted=0,
-                written=0,
-                batches=0,
-                dropped=0,
-                rejected=0,
-                unwritten=0,
-                failed_attempts=0,
-                outages=0,
-                failures=0,
-                last_error=None,
-            )
-        else:
-            out.update(writer.stats())
-        return out
-
-    # --- internals ------------------------------------------------------------------------------
-
-    def _writer_for(self) -> BufferedWriter[tuple[Event, bool]]:
-        writer = self._writer
-        if writer is not None:
-            return writer
+    def make_sink(self, client: Any) -> Sink[tuple[Event, bool]]:
         from cmcsync_redis._sink import RedisSink
 
-        with self._lock:
-            if self._writer is None:
-                sink = RedisSink(self.settings)
-                self._writer = BufferedWriter(
-                    sink,
-                    thread_name=WRITER_THREAD,
-                    capacity=self.settings.buffer_size,
-                    batch_size=self.settings.batch_size,
-                    backoff=self.settings.backoff,
-                    logger=log,
-                )
-            return self._writer
+        return RedisSink(self.settings)
 
-    def _raise_reports(self) -> None:
-        writer = self._writer
-        if writer is None:
-            return
-        if self._raised_last:
-            # A failing streak would switch the plugin off: report again only after a
-            # call that succeeded.
-            self._raised_last = False
-            return
-        reports = writer.take_reports()
-        if reports:
-            self._raised_last = True
-            raise WriterError.combine(reports)
+    def item(self, event: Event, client: Any) -> tuple[Event, bool]:
+        # Each entry says whether the client decoded numbers as Decimal, so consumers
+        # rebuild them with the same type.
+        return (event, bool(getattr(client, "decimal", False)))
 
-
-def _close_limit(close_timeout: float, client: Any) -> float:
-    """Seconds to keep writing at close: the client gives the dispatcher thread its own
-    ``timeouts.close`` for everything left, so stay well within it."""
-    timeouts = getattr(client, "timeouts", None)
-    client_limit = getattr(timeouts, "close", None)
-    if isinstance(client_limit, (int, float)) and client_limit > 0:
-        return min(close_timeout, 0.5 * client_limit)
-    return close_timeout
-
-
-@atexit.register
-def _close_all() -> None:
-    # A backstop for programs that exit without closing their client.
-    for plugin in list(_live):
-        plugin.close()
+    def redacted_url(self) -> str:
+        return redact_url(self.settings.url)
