@@ -1,6 +1,6 @@
 """Run every peer against the blast server, in one run on one machine, and print the tables.
 
-    python benchmarks/run.py                 # the full run (about 5 minutes)
+    python benchmarks/run.py                 # the full run (about 6 minutes)
     python benchmarks/run.py --quick         # fewer messages, one repeat (about a minute)
     python benchmarks/run.py --tiny          # a smoke test (seconds); numbers mean nothing
     python benchmarks/run.py --json out.json --markdown out.md
@@ -11,8 +11,9 @@ interleaved so that a disturbance on the machine hits them alike:
 - **throughput**: the server pushes as fast as the socket takes; msgs/s and CPU seconds per
   100k messages over the messages after the warm-up (median of the repeats);
 - **latency**: 5,000 msg/s for a fixed count; p50, p99, p99.9 of send stamp -> the point
-  where user code has the message (hook or loop body);
+  where user code has the message (hook or loop body); median of the repeats;
 - **idle CPU**: 1,000 msg/s; CPU seconds per 100k messages, every thread of the process;
+  median of the repeats;
 - **memory**: RSS at the end of the throughput run; for cmcsync, RSS growth over 1M messages
   (from the warm-up on) and the cost of 1,000 subscriptions.
 """
@@ -50,8 +51,8 @@ SIZES = {
     "full": {
         "tp": 300_000,
         "repeat": 3,
-        "lat": 50_000,
-        "idle": 10_000,
+        "lat": 20_000,
+        "idle": 5_000,
         "soak": 1_000_000,
         "subs": 1000,
     },
@@ -126,8 +127,8 @@ def measure(size: str, peers: Sequence[str], log: Any) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "throughput": {p: [] for p in peers},
-        "latency": {},
-        "idle": {},
+        "latency": {p: [] for p in peers if p not in THROUGHPUT_ONLY},
+        "idle": {p: [] for p in peers if p not in THROUGHPUT_ONLY},
     }
     try:
         timeout = 60.0 + cfg["soak"] / 20_000
@@ -137,16 +138,17 @@ def measure(size: str, peers: Sequence[str], log: Any) -> dict[str, Any]:
                 res = run_peer(peer, blast.url, "--count", str(cfg["tp"]), "--timeout", "120")
                 results["throughput"][peer].append(res)
         timed = [p for p in peers if p not in THROUGHPUT_ONLY]
-        for peer in timed:
-            log(f"latency at 5,000 msg/s: {peer}")
-            results["latency"][peer] = run_peer(
-                peer, blast.url, "--count", str(cfg["lat"]), "--rate", "5000", "--timeout", "120"
-            )
-        for peer in timed:
-            log(f"CPU at 1,000 msg/s: {peer}")
-            results["idle"][peer] = run_peer(
-                peer, blast.url, "--count", str(cfg["idle"]), "--rate", "1000", "--timeout", "120"
-            )
+        for scenario, rate, count in (("latency", 5000, cfg["lat"]), ("idle", 1000, cfg["idle"])):
+            for round_ in range(cfg["repeat"]):
+                for peer in timed:
+                    log(f"{scenario} at {rate:,} msg/s: {peer} (round {round_ + 1})")
+                    results[scenario][peer].append(
+                        run_peer(
+                            peer,
+                            blast.url,
+                            *("--count", str(count), "--rate", str(rate), "--timeout", "120"),
+                        )
+                    )
         if "cmcsync" in peers:
             log(f"memory: cmcsync over {cfg['soak']:,} messages")
             results["soak"] = run_peer(
@@ -182,17 +184,17 @@ def summarize(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for peer, runs in results["throughput"].items():
         errors = [r["error"] for r in runs if "error" in r]
-        lat = results["latency"].get(peer, {})
-        idle = results["idle"].get(peer, {})
+        lat = results["latency"].get(peer, [])
+        idle = results["idle"].get(peer, [])
         rows[peer] = {
             "msgs_per_s": _median(runs, "msgs_per_s"),
             "cpu_per_100k": _median(runs, "cpu_per_100k"),
-            "p50_us": lat.get("lat_p50_us"),
-            "p99_us": lat.get("lat_p99_us"),
-            "p999_us": lat.get("lat_p999_us"),
-            "idle_cpu_per_100k": idle.get("cpu_per_100k"),
+            "p50_us": _median(lat, "lat_p50_us"),
+            "p99_us": _median(lat, "lat_p99_us"),
+            "p999_us": _median(lat, "lat_p999_us"),
+            "idle_cpu_per_100k": _median(idle, "cpu_per_100k"),
             "rss_mb": _median(runs, "rss_end_mb"),
-            "errors": errors + [r["error"] for r in (lat, idle) if "error" in r],
+            "errors": errors + [r["error"] for r in (*lat, *idle) if "error" in r],
         }
     return rows
 
