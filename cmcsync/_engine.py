@@ -296,7 +296,7 @@ class Engine:
             if self._registry.state(sub) is SubscriptionState.ACTIVE:
                 self._outage.setdefault(sub, start)
         changed = self._registry.set_state(members, SubscriptionState.PENDING)
-        self._notify_states(changed, SubscriptionState.PENDING)
+        self.notify_states(changed, SubscriptionState.PENDING)
         self._dispatcher.notify(
             "cmcsync_on_disconnect",
             client=self._client,
@@ -479,7 +479,7 @@ class Engine:
         if request is None or request.method != "subscribe":
             return
         changed = self._registry.set_state(request.subs, SubscriptionState.ACTIVE)
-        self._notify_states(changed, SubscriptionState.ACTIVE)
+        self.notify_states(changed, SubscriptionState.ACTIVE)
         acked_at = time.monotonic()
         for sub in changed:
             # Silence is measured from the ack when nothing has come yet.
@@ -525,7 +525,7 @@ class Engine:
                 return
         log.warning("subscription refused: %s", error)
         changed = self._registry.set_state(subs, SubscriptionState.REJECTED, error)
-        self._notify_states(changed, SubscriptionState.REJECTED, error)
+        self.notify_states(changed, SubscriptionState.REJECTED, error)
 
     def _rehome_after_limit(
         self, index: int, subs: list[Subscription], detail: str | None
@@ -593,14 +593,6 @@ class Engine:
         error: BaseException | None = None,
     ) -> None:
         """Queue one ``cmcsync_on_subscription_state`` call per subscription."""
-        self._notify_states(subs, state, error)
-
-    def _notify_states(
-        self,
-        subs: Iterable[Subscription],
-        state: SubscriptionState,
-        error: BaseException | None = None,
-    ) -> None:
         for sub in subs:
             self._dispatcher.notify(
                 "cmcsync_on_subscription_state",

@@ -36,6 +36,7 @@ from cmcsync.plugins import make_plugin_manager
 from cmcsync.plugins import register as register_plugin
 from cmcsync.subscriptions import (
     Registry,
+    Request,
     Requests,
     Subscription,
     SubscriptionState,
@@ -476,7 +477,7 @@ class Client:
                 raise error
             raise SubscriptionError(None, None, "subscription refused", channel=subs[0].channel)
 
-    def _wait_requests(self, requests: Sequence[Any], timeout: float | None) -> None:
+    def _wait_requests(self, requests: Sequence[Request], timeout: float | None) -> None:
         limit = self.timeouts.ack if timeout is None else timeout
         deadline = time.monotonic() + limit
         for request in requests:
