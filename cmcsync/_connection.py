@@ -563,9 +563,15 @@ class Connection:
             self._last_rx = time.monotonic()
 
     def _abort(self) -> None:
+        # websocket-client's abort() does nothing once send_close() has run (it checks its
+        # connected flag), so shut the socket down directly: that wakes a blocked reader.
         ws = self._ws
-        if ws is not None:
-            ws.abort()
+        sock = ws.sock if ws is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # --- keep-alive thread ----------------------------------------------------------------
 
