@@ -139,6 +139,8 @@ def test_registry_matches_the_server_under_concurrent_use_and_faults(
 
         @rule(fault=st.sampled_from(["drop", "close"]))
         def disconnect(self, fault: str) -> None:
+            # On a loaded machine the keep-alive may be replacing the connection right now.
+            sim.wait_for(lambda: len(sim.connections()) == 1, timeout=10, what="a connection")
             first = sim.connections()[0]
             self._fault(fault)
             sim.wait_for(lambda: first.closed)
