@@ -48,7 +48,16 @@ CMCSYNC_ALL = {
     "hookimpl",
 }
 
-TESTING_ALL = {"EventRecorder", "SimConnection", "Simulator"}
+TESTING_ALL = {
+    "FEED",
+    "FEED_CHANNELS",
+    "EventRecorder",
+    "SimConnection",
+    "Simulator",
+    "free_port",
+    "stream_feed",
+    "wait_until",
+}
 
 
 def _documented_names() -> set[str]:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from cmcsync import Backoff
 from cmcsync.storage import BufferedWriter, PartlyWritten, WriterError
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Wait for the writer thread to make ``predicate()`` true (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still false after {timeout} s: {predicate}")
-        tick.wait(0.01)
-
+from cmcsync.testing import wait_until
 
 FAST = Backoff(base=0.005, cap=0.01)
 

@@ -24,7 +24,7 @@ from cmcsync_redis import (
     event_from_fields,
     stream_key,
 )
-from redistesting import CHANNELS, FEED, KEY, RedisServer, stream, wait_until
+from redistesting import CHANNELS, FEED, KEY, RedisServer, stream
 
 import cmcsync
 from cmcsync import Backoff
@@ -43,7 +43,7 @@ from cmcsync.events import (
     WalletTokenBalance,
 )
 from cmcsync.plugins import make_plugin_manager, plugin_info
-from cmcsync.testing import EventRecorder, Simulator
+from cmcsync.testing import EventRecorder, Simulator, wait_until
 
 FAST = Backoff(base=0.02, cap=0.1)
 

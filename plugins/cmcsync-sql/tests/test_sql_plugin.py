@@ -14,7 +14,7 @@ import cmcsync_sql
 import pytest
 import sqlalchemy as sa
 from cmcsync_sql import SqlPlugin, SqlSettings, WriterError, read_events
-from sqltesting import CHANNELS, FEED, KEY, PostgresServer, stream, wait_until
+from sqltesting import CHANNELS, FEED, KEY, PostgresServer, stream
 
 import cmcsync
 from cmcsync import Backoff
@@ -22,7 +22,7 @@ from cmcsync.channels import CHANNELS as ALL_CHANNELS
 from cmcsync.channels import get_channel
 from cmcsync.events import Event, Kline, Transaction
 from cmcsync.plugins import make_plugin_manager, plugin_info
-from cmcsync.testing import Simulator
+from cmcsync.testing import Simulator, wait_until
 
 
 class _Client:
