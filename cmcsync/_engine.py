@@ -12,6 +12,7 @@ by the client on user threads; it places subscriptions on connections and sends 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -88,6 +89,7 @@ class Engine:
         self._codec = Codec(decimal=decimal)
         self._parse_float: Any = Decimal if decimal else None
         self._deduper = Deduper(window=dedupe_window)
+        self._backoff = backoff
         self._fatal_callback = on_fatal
         self._running = False
         # Which connections have sent their replay: a subscription placed on one of them is
@@ -125,7 +127,13 @@ class Engine:
         self._last_seen: dict[Subscription, float] = {}
         self._stale: dict[Subscription, int] = {}
         self._watch_stop = threading.Event()
+        self._watch_wake = threading.Event()
         self._watchdog: threading.Thread | None = None
+        # Subscriptions refused with a transient server error, sent again after a backoff:
+        # when (monotonic seconds), and how many refusals in a row each has had.
+        self._retry_lock = threading.Lock()
+        self._retry_due: dict[Subscription, float] = {}
+        self._retry_failures: dict[Subscription, int] = {}
 
         # Counters; each is written by reader threads only.
         self.events_by_channel: dict[str, int] = dict.fromkeys(CHANNELS, 0)
@@ -153,7 +161,7 @@ class Engine:
         self.pool.ensure_first()
         for conn in self.pool.connections:
             conn.start()
-        if self._liveness.enabled and self._watchdog is None:
+        if self._watchdog is None:
             self._watchdog = threading.Thread(
                 target=self._watch, name="cmcsync-watchdog", daemon=True
             )
@@ -163,6 +171,7 @@ class Engine:
         """Close every connection and join their threads."""
         self._running = False
         self._watch_stop.set()
+        self._watch_wake.set()
         for conn in list(self.pool.connections):
             conn.close(timeout)
         watchdog = self._watchdog
@@ -226,6 +235,10 @@ class Engine:
     def forget(self, subs: Sequence[Subscription]) -> None:
         """Drop subscriptions no longer wanted: from their connection and every record."""
         self.pool.release(subs)
+        with self._retry_lock:
+            for sub in subs:
+                self._retry_due.pop(sub, None)
+                self._retry_failures.pop(sub, None)
         for sub in subs:
             self._outage.pop(sub, None)
             self._last_seen.pop(sub, None)
@@ -273,6 +286,10 @@ class Engine:
             self._replayed.add(conn.index)
             members = self.pool.members(conn.index)
             if members:
+                if self._retry_due:
+                    with self._retry_lock:  # the replay sends them now
+                        for sub in members:
+                            self._retry_due.pop(sub, None)
                 self._registry.set_state(members, SubscriptionState.PENDING)
                 log.info("connection %d: sending %d subscriptions", conn.index, len(members))
                 self._send_subscribe(conn, members)
@@ -480,6 +497,10 @@ class Engine:
             return
         changed = self._registry.set_state(request.subs, SubscriptionState.ACTIVE)
         self.notify_states(changed, SubscriptionState.ACTIVE)
+        if self._retry_failures:
+            with self._retry_lock:
+                for sub in request.subs:
+                    self._retry_failures.pop(sub, None)
         acked_at = time.monotonic()
         for sub in changed:
             # Silence is measured from the ack when nothing has come yet.
@@ -526,6 +547,71 @@ class Engine:
         log.warning("subscription refused: %s", error)
         changed = self._registry.set_state(subs, SubscriptionState.REJECTED, error)
         self.notify_states(changed, SubscriptionState.REJECTED, error)
+        if base.code in _protocol.TRANSIENT_ERROR_CODES:
+            self._retry_later(changed)
+
+    # --- retries after a transient refusal (watchdog thread) -------------------------------
+
+    def _retry_later(self, subs: Sequence[Subscription]) -> None:
+        """Send ``subs`` again after a backoff, while they stay wanted and refused.
+
+        A subscription awaited by :meth:`cmcsync.Client.subscribe` is discarded by it when
+        refused, so this retries what nobody is waiting for: replays, and subscriptions sent
+        without waiting. The backoff grows with each refusal in a row; after
+        ``Backoff.max_attempts`` of them, only the next reconnect sends them again.
+        """
+        if not subs:
+            return
+        limit = self._backoff.max_attempts
+        with self._retry_lock:
+            failures = 1 + max(self._retry_failures.get(sub, 0) for sub in subs)
+            if limit is not None and failures >= limit:
+                log.warning(
+                    "%d subscriptions refused %d times in a row; sent again at the next "
+                    "reconnect only",
+                    len(subs),
+                    failures,
+                )
+                return
+            # Never sooner than half the first window: a subscribe() call waiting on this
+            # refusal discards its subscriptions first, and they are not sent again.
+            backoff = self._backoff
+            floor = min(backoff.base, backoff.cap) / 2
+            due = time.monotonic() + max(backoff.compute(failures), floor)
+            for sub in subs:
+                self._retry_failures[sub] = failures
+                self._retry_due[sub] = due
+        log.info(
+            "%d refused subscriptions will be sent again in %.2f s",
+            len(subs),
+            due - time.monotonic(),
+        )
+        self._watch_wake.set()
+
+    def _next_retry(self) -> float:
+        with self._retry_lock:
+            return min(self._retry_due.values(), default=math.inf)
+
+    def retry_due(self, now: float) -> None:
+        """Send again the refused subscriptions whose backoff is over."""
+        with self._retry_lock:
+            due = [sub for sub, when in self._retry_due.items() if when <= now]
+            for sub in due:
+                del self._retry_due[sub]
+        by_conn: dict[int, list[Subscription]] = {}
+        for sub in due:
+            index = self.pool.home(sub)
+            if index is not None and self._registry.state(sub) is SubscriptionState.REJECTED:
+                by_conn.setdefault(index, []).append(sub)
+        with self._send_lock:
+            for index, members in by_conn.items():
+                if index not in self._replayed:
+                    continue  # not open yet: its replay sends them
+                log.info(
+                    "connection %d: sending %d refused subscriptions again", index, len(members)
+                )
+                self._registry.set_state(members, SubscriptionState.PENDING)
+                self._send_subscribe(self.pool.connections[index], members)
 
     def _rehome_after_limit(
         self, index: int, subs: list[Subscription], detail: str | None
@@ -606,11 +692,24 @@ class Engine:
     # --- liveness (watchdog thread) --------------------------------------------------------
 
     def _watch(self) -> None:
-        while not self._watch_stop.wait(self._liveness.check_interval):
+        """The watchdog thread: liveness checks, and retries of refused subscriptions."""
+        interval = self._liveness.check_interval if self._liveness.enabled else math.inf
+        next_check = time.monotonic() + interval
+        while True:
+            wake_at = min(next_check, self._next_retry())
+            timeout = None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())
+            self._watch_wake.wait(timeout)
+            self._watch_wake.clear()
+            if self._watch_stop.is_set():
+                return
+            now = time.monotonic()
             try:
-                self.check_liveness(time.monotonic())
+                if now >= next_check:
+                    next_check = now + interval
+                    self.check_liveness(now)
+                self.retry_due(now)
             except Exception:
-                log.exception("liveness check failed")
+                log.exception("watchdog check failed")
 
     def _cadence(self, sub: Subscription) -> float | None:
         override = self._liveness.cadences.get(sub.channel)

@@ -57,6 +57,10 @@ ERROR_CODES: Final[Mapping[int, tuple[str, str]]] = {
     5001: ("SERVER", "Internal server error."),
 }
 
+#: Error codes worth sending the same request again for, after a backoff: the server's own
+#: failures, not the request's.
+TRANSIENT_ERROR_CODES: Final = frozenset({5001})
+
 #: WebSocket close code -> CMC's reason text. CMC gives 1012-1014 meanings of its own.
 CLOSE_CODES: Final[Mapping[int, str]] = {
     1000: "Normal close",

@@ -182,7 +182,15 @@ def _reject_one_replay_request(sim: Simulator, client: cmcsync.Client) -> set[ob
     return {s for s, state in client.subscriptions().items() if state.value == "rejected"}
 
 
-def test_subscribe_refused_during_replay_is_reported_and_retried_on_the_next_reconnect(
+def _subscribes_for(sim: Simulator, subs: set[object]) -> int:
+    """How many subscribe requests the server received that asked for any of ``subs``."""
+    channels = {s.channel for s in subs}  # type: ignore[attr-defined]
+    return sum(
+        1 for m in sim.received() if m.get("method") == "subscribe" and m.get("channel") in channels
+    )
+
+
+def test_subscribe_refused_by_a_server_error_during_replay_is_reported_then_retried_by_itself(
     sim: Simulator, recorder: EventRecorder
 ) -> None:
     client = make_client(sim.url, recorder)
@@ -193,22 +201,61 @@ def test_subscribe_refused_during_replay_is_reported_and_retried_on_the_next_rec
         # One request was refused: all three prices, or the kline.
         assert len(rejected) in (1, 3)
         assert len({s.channel for s in rejected}) == 1  # type: ignore[attr-defined]
+        reconnects = client.stats()["reconnects"]
 
-        def rejections() -> list[dict[str, Any]]:
+        def states(state: str) -> list[dict[str, Any]]:
             calls = recorder.hook_calls("cmcsync_on_subscription_state")
-            return [kw for kw in calls if kw["state"] == "rejected"]
+            return [kw for kw in calls if kw["state"] == state]
 
         # The registry changes first; the hooks follow on the dispatcher thread.
-        recorder.wait_for(lambda: len(rejections()) >= len(rejected))
-        reports = rejections()
+        recorder.wait_for(lambda: len(states("rejected")) >= len(rejected))
+        reports = states("rejected")
         assert len(reports) == len(rejected)
         error = reports[0]["error"]
         assert isinstance(error, cmcsync.SubscriptionError)
         assert (error.code, error.category, error.detail) == (5001, "SERVER", "replay fault")
-        # Still wanted, not served; the rest is served.
+        assert wanted_set(client) == wanted  # still wanted
+        # A server error is the server's, not the request's: sent again after a backoff
+        # (cap 0.2 s here), on the same connection, with no reconnect.
+        wait_replayed(sim, client, timeout=3)
+        assert client.stats()["reconnects"] == reconnects
+        active_after = [
+            kw
+            for kw in states("active")[-len(rejected) :]
+            if (kw["channel"], frozenset(kw["params"].items())) in wanted
+        ]
+        assert len(active_after) == len(rejected)
+        wait_flowing(recorder)
+    finally:
+        client.close()
+
+
+def test_subscribe_refused_during_replay_for_a_reason_of_its_own_waits_for_the_next_reconnect(
+    sim: Simulator, recorder: EventRecorder
+) -> None:
+    client = make_client(sim.url, recorder)
+    try:
+        subscribe_mix(client)
+        wanted = wanted_set(client)
+        first = sim.connections()[0]
+        sim.fail_next_subscribe(2302)
+        sim.close_all(1012, "restart")
+        sim.wait_for(lambda: first.closed)
+        sim.wait_for(
+            lambda: (
+                cmcsync.SubscriptionState.REJECTED in client.subscriptions().values()
+                and cmcsync.SubscriptionState.PENDING not in client.subscriptions().values()
+            ),
+            what="the replay settled with a rejection",
+        )
+        rejected = {s for s, st in client.subscriptions().items() if st.value == "rejected"}
+        sent = _subscribes_for(sim, rejected)
+        # Not the server's failure: sending it again would be refused again. Retries of a
+        # server error would come within the backoff cap (0.2 s); none comes in 1 s.
+        with pytest.raises(TimeoutError):
+            sim.wait_for(lambda: _subscribes_for(sim, rejected) > sent, timeout=1.0)
         assert wanted_set(client) == wanted
-        held = server_set(sim)
-        assert held == wanted - {(s.channel, frozenset(s.params)) for s in rejected}  # type: ignore[attr-defined]
+        assert server_set(sim) == wanted - {(s.channel, frozenset(s.params)) for s in rejected}  # type: ignore[attr-defined]
         # The next reconnect replays the refused ones too.
         second = sim.connections()[0]
         sim.close_all(1012, "restart")
@@ -219,20 +266,29 @@ def test_subscribe_refused_during_replay_is_reported_and_retried_on_the_next_rec
         client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a subscription refused during a replay with a transient server error (5001) "
-    "stays unserved until some other reconnect happens, possibly never (see the report)",
-)
-def test_subscribe_refused_by_a_server_error_during_replay_is_retried_by_itself(
+def test_a_server_error_at_subscribe_time_is_raised_and_not_retried(
     sim: Simulator, recorder: EventRecorder
 ) -> None:
     client = make_client(sim.url, recorder)
     try:
         subscribe_mix(client)
-        _reject_one_replay_request(sim, client)
-        # Backoff cap is 0.2 s: a retry with backoff would have succeeded well within 3 s.
-        wait_replayed(sim, client, timeout=3)
+        sim.fail_next_subscribe(5001)
+        with pytest.raises(cmcsync.SubscriptionError) as info:
+            client.subscribe(PRICE, crypto_ids=[74])
+        assert info.value.code == 5001
+        # The caller was told; the subscription is not wanted and never sent again.
+        assert all(s.params_dict.get("crypto_ids") != 74 for s in client.subscriptions())
+
+        def sent_74() -> int:
+            return sum(
+                1
+                for m in sim.received()
+                if m.get("method") == "subscribe"
+                and 74 in (m.get("params") or {}).get("crypto_ids", ())
+            )
+
+        with pytest.raises(TimeoutError):
+            sim.wait_for(lambda: sent_74() > 1, timeout=1.0)
     finally:
         client.close()
 
