@@ -9,7 +9,8 @@ survives any number of sockets. Its reader thread (``cmcsync-reader-N``) connect
 frames in batches and hands them to its :class:`Handler`, and reconnects with backoff when
 the socket ends. While a socket is open, a keep-alive thread (``cmcsync-keepalive-N``) sends
 a JSON ping every ping interval and declares the socket dead when nothing at all has come
-back within the pong timeout after a ping, even if TCP still looks open.
+back within the pong timeout after a ping, even if TCP still looks open. :meth:`Connection.ping`
+sends one on demand and waits for the pong that echoes its id.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ from cmcsync.config import Backoff, Timeouts
 from cmcsync.exceptions import (
     AuthError,
     CmcsyncError,
+    CmcsyncTimeoutError,
     ConfigError,
+    ConnectionFailedError,
     GaveUpError,
 )
 
@@ -200,6 +203,9 @@ class Connection:
     :param api_key: sent only in the handshake header; never logged.
     :param handler: receives frames and lifecycle calls on the reader thread.
     :param index: a number that names the threads.
+    :param max_frame_bytes: the largest frame (or fragmented message) accepted, in bytes. A
+        larger one is refused from its header, before its payload is read: the socket is
+        closed with 1009 and replaced, and the frame is counted as malformed (``too_large``).
     """
 
     def __init__(
@@ -215,6 +221,7 @@ class Connection:
         sslopt: Mapping[str, Any] | None = None,
         proxy: str | None = None,
         next_id: Callable[[], int] | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.url = url
         self._header = [f"{_protocol.API_KEY_HEADER}: {api_key}"]
@@ -226,6 +233,7 @@ class Connection:
         self._sslopt = dict(sslopt or {})
         self._proxy = urlsplit(proxy) if proxy else None
         self._next_id = next_id or itertools.count(1).__next__
+        self.max_frame_bytes = max_frame_bytes
 
         self.state = ConnectionState.IDLE
         self._stop = threading.Event()
@@ -238,6 +246,8 @@ class Connection:
         self._last_rx = 0.0
         self._busy = False
         self._dead_reason: str | None = None
+        # Pings sent by ping(), by request id, until their pong comes or their caller gives up.
+        self._pings: dict[int, _PendingPing] = {}
 
         # Counters read by Client.stats(); written by the reader thread only.
         self.frames_received = 0
@@ -319,6 +329,32 @@ class Connection:
             return False
         self.frames_sent += 1
         return True
+
+    def ping(self, timeout: float) -> float:
+        """Send a JSON ping on the open socket and wait for the pong that echoes its id.
+
+        :param timeout: seconds to wait for the pong.
+        :returns: the round trip in seconds, from the send to the read that brought the pong.
+        :raises ConnectionFailedError: if no socket is open, or it ends before the pong.
+        :raises CmcsyncTimeoutError: if no pong came within ``timeout`` seconds.
+        """
+        request_id = self._next_id()
+        pending = _PendingPing()
+        # Registered before the send, so a pong that beats this thread back is not missed.
+        with self._lock:
+            self._pings[request_id] = pending
+        try:
+            sent = time.monotonic()
+            if not self.send(_protocol.ping_request(request_id)):
+                raise ConnectionFailedError(f"connection {self.index} is not open")
+            if not pending.answered.wait(timeout):
+                raise CmcsyncTimeoutError(f"no pong within {timeout:g} s")
+        finally:
+            with self._lock:
+                del self._pings[request_id]
+        if pending.error is not None:
+            raise pending.error
+        return pending.received_at - sent
 
     # --- reader thread --------------------------------------------------------------------
 
@@ -491,12 +527,8 @@ class Connection:
             if self._dead_reason is not None:
                 code, reason = None, self._dead_reason
             self.last_close_code, self.last_close_reason = code, reason
+            self._fail_pings(code, reason)
             self.state = ConnectionState.CONNECTING
-
-    #: The largest frame (or fragmented message) accepted, in bytes. A larger one is refused
-    #: from its header, before its payload is read: the socket is closed with 1009 and
-    #: replaced, and the frame is counted as malformed (``too_large``).
-    max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
 
     def _read(self, ws: websocket.WebSocket) -> tuple[int | None, str]:
         # Frames are cut out of large reads by FrameReader rather than read one by one
@@ -562,6 +594,31 @@ class Connection:
             # Time spent handing over is not silence from the server.
             self._last_rx = time.monotonic()
 
+    def answer_ping(self, request_id: int | None, received_at: float) -> None:
+        """The handler read a pong on this connection: wake the :meth:`ping` waiting for it.
+
+        :param request_id: the id the pong echoes.
+        :param received_at: when the read that brought it returned (``time.monotonic()``).
+        """
+        if request_id is None or not self._pings:
+            return
+        with self._lock:
+            pending = self._pings.get(request_id)
+        if pending is not None:
+            pending.received_at = received_at
+            pending.answered.set()
+
+    def _fail_pings(self, code: int | None, reason: str) -> None:
+        """The socket ended: wake every ping() still waiting, with the reason."""
+        with self._lock:
+            waiting = [p for p in self._pings.values() if not p.answered.is_set()]
+        for pending in waiting:
+            pending.error = ConnectionFailedError(
+                f"the connection closed before the pong: {_protocol.describe_close(code, reason)}",
+                close_code=code,
+            )
+            pending.answered.set()
+
     def _abort(self) -> None:
         # websocket-client's abort() does nothing once send_close() has run (it checks its
         # connected flag), so shut the socket down directly: that wakes a blocked reader.
@@ -613,6 +670,19 @@ class Connection:
                     if unanswered_since is None:
                         unanswered_since = now
                 next_ping = now + interval
+
+
+class _PendingPing:
+    """A ping() waiting for its pong: set once the pong is read or the socket ends."""
+
+    __slots__ = ("answered", "error", "received_at")
+
+    def __init__(self) -> None:
+        self.answered = threading.Event()
+        #: When the read that brought the pong returned (``time.monotonic()``).
+        self.received_at = 0.0
+        #: Why no pong will come, when the socket ended first.
+        self.error: ConnectionFailedError | None = None
 
 
 class _AttemptFailed(Exception):

@@ -80,6 +80,7 @@ class Engine:
         max_connections: int,
         liveness: Liveness,
         on_fatal: Callable[[CmcsyncError], None],
+        max_frame_bytes: int,
     ) -> None:
         self._client = client
         self._url = url
@@ -111,6 +112,7 @@ class Engine:
                 sslopt=sslopt,
                 proxy=proxy,
                 next_id=requests.next_id,
+                max_frame_bytes=max_frame_bytes,
             )
 
         self.pool: Pool[Connection] = Pool(
@@ -410,6 +412,8 @@ class Engine:
                     self._on_error(message)
                 elif kind == "pong":
                     self.pongs += 1
+                    if conn is not None:
+                        conn.answer_ping(_protocol.request_id(message), self._batch_time)
                 elif kind == "welcome":
                     if conn is not None:
                         self._on_welcome(conn, message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from cmcsync import _protocol
 from cmcsync._connection import OPCODE_BINARY, OPCODE_TEXT, Frame, check_url, redact_url
 from cmcsync._dispatch import Dispatcher
 from cmcsync._engine import Engine
+from cmcsync._frames import DEFAULT_MAX_FRAME_BYTES
 from cmcsync.channels import CHANNELS, get_channel
 from cmcsync.config import Backoff, DispatchConfig, Liveness, Timeouts
 from cmcsync.events import Event
@@ -30,6 +32,7 @@ from cmcsync.exceptions import (
     CmcsyncError,
     CmcsyncTimeoutError,
     ConfigError,
+    ConnectionFailedError,
     SubscriptionError,
 )
 from cmcsync.plugins import make_plugin_manager
@@ -96,6 +99,10 @@ class Client:
         to drop the second copy CMC pushes for the pool's other token.
     :param max_connections: the most connections the client opens; subscriptions are
         spread over as many as they need, ``sub_limit`` (100) each. CMC allows 10 per key.
+    :param max_frame_bytes: the largest frame (or fragmented message) a connection accepts,
+        in bytes; 1 MiB by default. A larger one is refused from its header, before its
+        payload is read: the connection is closed with 1009 and replaced (its subscriptions
+        are sent again), and the frame is counted as malformed, kind ``too_large``.
     :param liveness: how silent subscriptions are detected and recovered, see
         :class:`cmcsync.Liveness`.
     :param iterate: when :meth:`events` starts keeping events. ``True``: from :meth:`start`.
@@ -121,6 +128,7 @@ class Client:
         allow_insecure: bool = False,
         dedupe_window: int = 10_000,
         max_connections: int = 10,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         liveness: Liveness | None = None,
         iterate: bool | None = None,
     ) -> None:
@@ -132,6 +140,15 @@ class Client:
                 param="api_key",
             )
         check_url(url, allow_insecure=allow_insecure)
+        if (
+            isinstance(max_frame_bytes, bool)
+            or not isinstance(max_frame_bytes, int)
+            or max_frame_bytes < 1
+        ):
+            raise ConfigError(
+                f"max_frame_bytes must be a positive integer, not {max_frame_bytes!r}",
+                param="max_frame_bytes",
+            )
         self.url = url
         self.decimal = decimal
         self.timeouts = timeouts or Timeouts()
@@ -159,6 +176,7 @@ class Client:
             max_connections=max_connections,
             liveness=liveness or Liveness(),
             on_fatal=self._on_fatal,
+            max_frame_bytes=max_frame_bytes,
         )
 
         self._state = ClientState.NEW
@@ -274,6 +292,47 @@ class Client:
                 if self._fatal is not None:
                     raise self._fatal
                 raise ClientClosedError("the client is closed")
+
+    def ping(self, timeout: float = 5.0) -> float:
+        """Send a JSON ping on the first open connection and wait for its pong.
+
+        The pong is matched to the ping by its id, so the keep-alive's own pings cannot
+        answer it. Does not start the client: call :meth:`wait_connected` first.
+
+        :param timeout: seconds to wait for the pong.
+        :returns: the round-trip time in seconds, from sending the ping to reading the pong.
+        :raises ConfigError: if ``timeout`` is not a positive number.
+        :raises ConnectionFailedError: if no connection is open (not started yet, or
+            reconnecting), or the connection closed before the pong came.
+        :raises CmcsyncTimeoutError: if no pong came within ``timeout`` seconds.
+        :raises ClientClosedError: if the client is closed, or was closed while waiting.
+        :raises CmcsyncError: the fatal error, if the client stopped because of one.
+        """
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigError(
+                f"ping timeout must be a positive number of seconds, not {timeout!r}",
+                param="timeout",
+            )
+        self._check_usable()
+        conn = next((c for c in self._engine.connections if c.open), None)
+        if conn is None:
+            raise ConnectionFailedError(
+                "no connection is open to ping on (not started yet, or reconnecting)"
+            )
+        try:
+            return conn.ping(timeout)
+        except ConnectionFailedError:
+            if self._fatal is None and self._state is not ClientState.CLOSED:
+                raise
+        # The connection went because the whole client stopped: say that instead.
+        if self._fatal is not None:
+            raise self._fatal
+        raise ClientClosedError("the client was closed while waiting for a pong")
 
     # --- subscriptions --------------------------------------------------------------------
 

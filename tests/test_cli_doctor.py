@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import ssl
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cmcsync.cli._checks import OK, PROBLEM, WARNING, check_key, check_proxy
+from cmcsync.cli._doctor import websocket_checks
 from cmcsync.testing import Simulator
 from tests.conftest import KEY
 from tests.test_cli import assert_no_traceback, run_cli
@@ -173,6 +175,29 @@ def test_an_untrusted_certificate_is_a_tls_problem(untrusted_tls: str) -> None:
 
 
 # --- the checks themselves, in process --------------------------------------------------------
+
+
+def test_the_ping_check_gives_the_round_trip_and_the_clock_offset(sim: Simulator) -> None:
+    *_, ping = websocket_checks(sim.url, KEY, 5.0)
+    assert (ping.verdict, ping.check) == (OK, "ping")
+    assert re.fullmatch(
+        r"pong in \d+ ms; this machine's clock is \d+\.\d s (ahead of|behind) the server's",
+        ping.detail,
+    ), ping.detail
+
+
+def test_no_pong_is_a_ping_problem(sim: Simulator) -> None:
+    checks = websocket_checks(sim.url, KEY, 0.5)
+    try:
+        assert [next(checks).check, next(checks).check] == ["handshake", "welcome"]
+        sim.silence(True)
+        ping = next(checks)
+    finally:
+        sim.silence(False)
+        checks.close()
+    assert (ping.verdict, ping.check) == (PROBLEM, "ping")
+    assert ping.detail == "no pong within 0.5 s"
+    assert "proxy or firewall" in ping.advice
 
 
 def test_the_key_is_never_shown() -> None:

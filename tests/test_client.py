@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
 import cmcsync
-from cmcsync.testing import EventRecorder, Simulator
+from cmcsync.testing import EventRecorder, Simulator, wait_until
 from tests.conftest import KEY, make_client
 
 PRICE = "market@crypto_latest_price"
@@ -266,3 +267,155 @@ def test_close_before_start_is_quiet_and_final(
     assert sim.handshakes == []
     with pytest.raises(cmcsync.ClientClosedError):
         client.start()
+
+
+def test_ping_returns_the_round_trip_of_a_ping_the_server_answered(
+    sim: Simulator, client: cmcsync.Client
+) -> None:
+    client.start()
+    client.wait_connected(5)
+    pongs = client.stats()["pongs"]
+    first = client.ping()
+    second = client.ping(timeout=2)
+    assert isinstance(first, float) and first > 0
+    assert isinstance(second, float) and second > 0
+    requests = sent_by_client(sim, "ping")
+    assert [sorted(r) for r in requests] == [["id", "method"], ["id", "method"]]
+    assert len({r["id"] for r in requests}) == 2, "each ping has its own id"
+    # ping() returns once the pong is read and counted.
+    assert client.stats()["pongs"] == pongs + 2
+
+
+def test_ping_needs_an_open_connection_and_does_not_start_the_client(sim: Simulator) -> None:
+    client = make_client(sim.url)
+    with pytest.raises(cmcsync.ConnectionFailedError, match="no connection is open"):
+        client.ping()
+    assert client.state is cmcsync.ClientState.NEW
+    client.close()
+    with pytest.raises(cmcsync.ClientClosedError):
+        client.ping()
+    assert sim.handshakes == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), True, "5", None])
+def test_ping_timeout_must_be_a_positive_number(client: cmcsync.Client, timeout: object) -> None:
+    with pytest.raises(cmcsync.ConfigError, match="ping timeout must be a positive") as info:
+        client.ping(timeout)  # type: ignore[arg-type]
+    assert info.value.param == "timeout"
+
+
+def test_ping_times_out_when_no_pong_comes(sim: Simulator, client: cmcsync.Client) -> None:
+    client.start()
+    client.wait_connected(5)
+    sim.silence(True)
+    try:
+        started = time.monotonic()
+        with pytest.raises(cmcsync.CmcsyncTimeoutError, match=r"no pong within 0\.3 s"):
+            client.ping(timeout=0.3)
+        waited = time.monotonic() - started
+    finally:
+        sim.silence(False)
+    # The deadline is kept: neither cut short nor overrun (with room for a loaded machine).
+    assert 0.3 <= waited < 5.3
+    # The late pong answers nobody; the connection is fine and the next ping gets its own.
+    assert client.ping(timeout=5) > 0
+    assert len(sent_by_client(sim, "ping")) == 2
+    assert client.stats()["reconnects"] == 0
+
+
+@pytest.mark.parametrize(
+    ("ending", "error"),
+    [("drop", cmcsync.ConnectionFailedError), ("close", cmcsync.ClientClosedError)],
+)
+def test_a_waiting_ping_fails_at_once_when_its_connection_ends(
+    sim: Simulator, client: cmcsync.Client, ending: str, error: type[Exception]
+) -> None:
+    client.start()
+    client.wait_connected(5)
+    sim.silence(True)
+    outcome: list[BaseException] = []
+
+    def ping() -> None:
+        try:
+            client.ping(timeout=60)
+        except cmcsync.CmcsyncError as exc:
+            outcome.append(exc)
+
+    sent = client.stats()["frames_sent"]
+    waiter = threading.Thread(target=ping, name="test-ping")
+    waiter.start()
+    try:
+        wait_until(lambda: client.stats()["frames_sent"] > sent, timeout=5)
+        if ending == "drop":
+            (dropped,) = sim.connections()
+            sim.drop_all()
+            # Held bytes of a dropped connection must not be released into it.
+            sim.wait_for(lambda: dropped.closed, what="the dropped connection closed")
+        else:
+            client.close()
+        waiter.join(10)
+        assert not waiter.is_alive(), "ping() still waiting after its connection ended"
+    finally:
+        sim.silence(False)
+    assert len(outcome) == 1 and type(outcome[0]) is error, outcome
+
+
+def price_push(size: int) -> str:
+    """A price push for crypto id 1 of exactly ``size`` bytes, padded in an extra data key."""
+    push = {"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "ts": 1}
+    text = json.dumps({**push, "data": {"cid": 1, "p": 2.5, "pad": ""}})
+    return text.replace('"pad": ""', '"pad": "' + "x" * (size - len(text)) + '"')
+
+
+def padded_events(recorder: EventRecorder) -> list[int]:
+    """The pad length of every padded event delivered, in order."""
+    return [len(e.extra["pad"]) for e in recorder.events if "pad" in e.extra]
+
+
+def test_max_frame_bytes_refuses_larger_frames_and_the_client_comes_back(
+    sim: Simulator, recorder: EventRecorder
+) -> None:
+    limit = 4096
+    pad = len(price_push(limit)) - len(price_push(0))
+    client = make_client(sim.url, recorder, max_frame_bytes=limit)
+    try:
+        client.subscribe(PRICE, crypto_ids=[1])
+        first = sim.connections()[0]
+        sim.push(price_push(limit), conn=first)
+        recorder.wait_for(lambda: padded_events(recorder) == [pad])
+
+        sim.push(price_push(limit + 1), conn=first)
+        disconnect = recorder.wait_for(lambda: recorder.hook_calls("cmcsync_on_disconnect"))[0]
+        assert (disconnect["code"], disconnect["will_reconnect"]) == (1009, True)
+        wait_until(lambda: client.stats()["malformed_by_kind"] == {"too_large": 1}, timeout=5)
+        too_large = [
+            c["error"]
+            for c in recorder.hook_calls("cmcsync_on_error")
+            if isinstance(c["error"], cmcsync.ProtocolError)
+        ]
+        assert [e.kind for e in too_large] == ["too_large"]
+        assert f"max_frame_bytes={limit}" in str(too_large[0])
+
+        # Reconnected, subscribed again, and data flows on the new connection.
+        sim.wait_for(lambda: [c is first for c in sim.connections()] == [False], what="back")
+        second = sim.connections()[0]
+        sim.wait_for(lambda: PRICE in {channel for channel, _ in second.subscriptions})
+        sim.push(price_push(200), conn=second)
+        recorder.wait_for(lambda: padded_events(recorder) == [pad, 200 - len(price_push(0))])
+        assert client.stats()["reconnects"] == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "4096", None])
+def test_max_frame_bytes_must_be_a_positive_integer(value: object) -> None:
+    with pytest.raises(
+        cmcsync.ConfigError, match="max_frame_bytes must be a positive integer"
+    ) as info:
+        cmcsync.Client(
+            api_key=KEY,
+            url="ws://127.0.0.1:9/v1",
+            autoload=False,
+            max_frame_bytes=value,  # type: ignore[arg-type]
+        )
+    assert info.value.param == "max_frame_bytes"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
 
 import pytest
 
 import cmcsync
-from cmcsync.testing import EventRecorder, Simulator
+from cmcsync._connection import Connection, Frame
+from cmcsync._frames import OPCODE_TOO_LARGE
+from cmcsync.exceptions import CmcsyncError
+from cmcsync.testing import EventRecorder, Simulator, wait_until
 from tests.conftest import KEY, make_client
 
 PRICE = "market@crypto_latest_price"
@@ -291,3 +295,77 @@ def test_giving_up_reports_no_reconnect_and_attempts_as_errors() -> None:
     assert not [c for c in recorder.calls if c[0] == "cmcsync_on_disconnect"], (
         "no socket ever opened, so nothing disconnected"
     )
+
+
+class HandlerLog:
+    """A connection handler that keeps everything the connection tells it."""
+
+    def __init__(self) -> None:
+        self.opens: list[bool] = []
+        self.frames: list[Frame] = []
+        self.closes: list[tuple[int | None, bool]] = []
+        self.fatal: list[CmcsyncError] = []
+
+    def on_open(self, conn: Connection, reconnect: bool) -> None:
+        self.opens.append(reconnect)
+
+    def on_frames(self, conn: Connection, frames: Sequence[Frame]) -> None:
+        self.frames.extend(frames)
+
+    def on_close(
+        self, conn: Connection, code: int | None, reason: str, will_reconnect: bool
+    ) -> None:
+        self.closes.append((code, will_reconnect))
+
+    def on_attempt_failed(self, conn: Connection, reason: str, will_retry: bool) -> None:
+        pass
+
+    def on_fatal(self, conn: Connection, error: CmcsyncError) -> None:
+        self.fatal.append(error)
+
+    def payloads(self) -> list[bytes]:
+        return [payload for _, payload in self.frames]
+
+
+def text_of_size(size: int) -> str:
+    """A JSON text frame of exactly ``size`` bytes."""
+    head, tail = '{"type": "note", "pad": "', '"}'
+    return head + "x" * (size - len(head) - len(tail)) + tail
+
+
+def test_max_frame_bytes_is_the_largest_frame_a_connection_accepts() -> None:
+    limit = 4096
+    with Simulator(api_keys=(KEY,), feeds=False) as sim:
+        handler = HandlerLog()
+        conn = Connection(
+            sim.url,
+            KEY,
+            handler,
+            backoff=cmcsync.Backoff(base=0.05, cap=0.2),
+            timeouts=cmcsync.Timeouts(close=2.0),
+            max_frame_bytes=limit,
+        )
+        conn.start()
+        try:
+            sim.wait_for(lambda: len(sim.connections()) == 1, what="connected")
+            first = sim.connections()[0]
+            sim.push(text_of_size(limit), conn=first)
+            wait_until(lambda: text_of_size(limit).encode() in handler.payloads(), timeout=5)
+            assert handler.closes == []
+
+            sim.push(text_of_size(limit + 1), conn=first)
+            wait_until(lambda: handler.opens == [False, True], timeout=5)
+            assert handler.closes == [(1009, True)]
+            assert conn.last_close_code == 1009
+            refused = [payload for op, payload in handler.frames if op == OPCODE_TOO_LARGE]
+            assert refused == [
+                f"a frame of {limit + 1} bytes is larger than max_frame_bytes={limit}".encode()
+            ]
+            assert text_of_size(limit + 1).encode() not in handler.payloads()
+
+            sim.wait_for(lambda: [c is first for c in sim.connections()] == [False], what="back")
+            sim.push(text_of_size(100))
+            wait_until(lambda: text_of_size(100).encode() in handler.payloads(), timeout=5)
+        finally:
+            conn.close(2.0)
+        assert handler.fatal == []

@@ -44,13 +44,11 @@ from cmcsync.cli._common import (
 )
 from cmcsync.client import Client, ClientState
 from cmcsync.config import Backoff, Timeouts
-from cmcsync.exceptions import AuthError, CmcsyncError
+from cmcsync.exceptions import AuthError, CmcsyncError, CmcsyncTimeoutError
 
 __all__ = ["add_parser", "run", "websocket_checks"]
 
 _SIM_KEY = "doctor-key"
-# A request id far above the client's own, so the pong is ours.
-_PING_ID = 2**31 - 7
 _SLOW_PONG = 1.0
 _CLOCK_SKEW = 5.0
 
@@ -190,6 +188,12 @@ class _Tap:
                 self.frames.append((time.monotonic(), message))
             self.arrived.set()
 
+    def last(self, match: Callable[[dict[str, Any]], bool], since: float) -> dict[str, Any] | None:
+        """The latest frame ``match`` accepts among those that arrived after ``since``."""
+        with self._lock:
+            found = [m for arrived, m in self.frames if arrived >= since and match(m)]
+        return found[-1] if found else None
+
     def wait_for(
         self, match: Callable[[dict[str, Any]], bool], timeout: float, client: Client
     ) -> tuple[float, dict[str, Any]] | None:
@@ -292,24 +296,20 @@ def _welcome_finding(welcome: tuple[float, dict[str, Any]] | None) -> Finding:
 
 
 def _ping(client: Client, tap: _Tap, timeout: float) -> Finding:
-    sent = time.monotonic()
-    if not _send_ping(client, _PING_ID):
-        return Finding(PROBLEM, "ping", "the connection closed before the ping", advice_for(None))
-    pong = tap.wait_for(
-        lambda m: m.get("type") == "pong" and _protocol.request_id(m) == _PING_ID,
-        timeout,
-        client,
-    )
-    if pong is None:
+    asked = time.monotonic()
+    try:
+        rtt = client.ping(timeout) * 1000
+    except CmcsyncTimeoutError:
         return Finding(
             PROBLEM,
             "ping",
             f"no pong within {timeout:g} s",
             "frames do not come back: a proxy or firewall may hold WebSocket traffic",
         )
-    rtt = (pong[0] - sent) * 1000
     detail = f"pong in {rtt:.0f} ms"
-    server_ms = pong[1].get("ts")
+    # The pong carries the server's clock; the tap saw it before ping() returned.
+    pong = tap.last(lambda m: m.get("type") == "pong", since=asked)
+    server_ms = pong.get("ts") if pong is not None else None
     if isinstance(server_ms, int) and not isinstance(server_ms, bool):
         skew = time.time() - server_ms / 1000 - rtt / 2000
         side = "ahead of" if skew > 0 else "behind"
@@ -329,15 +329,6 @@ def _ping(client: Client, tap: _Tap, timeout: float) -> Finding:
             "a slow link delays every event by as much",
         )
     return Finding(OK, "ping", detail)
-
-
-def _send_ping(client: Client, request_id: int) -> bool:
-    # The client has no public ping call: send the JSON request its keep-alive sends, on
-    # its open connection. The pong is read from the frame tap.
-    for conn in client._engine.connections:
-        if conn.open:
-            return conn.send(_protocol.ping_request(request_id))
-    return False
 
 
 class Report:
