@@ -3,7 +3,7 @@
     python benchmarks/run.py                 # the full run (about 6 minutes)
     python benchmarks/run.py --quick         # fewer messages, one repeat (about a minute)
     python benchmarks/run.py --tiny          # a smoke test (seconds); numbers mean nothing
-    python benchmarks/run.py --json out.json --markdown out.md
+    python benchmarks/run.py --json out.json --markdown out.md --rst out.rst
 
 Scenarios, each run for every peer in its own process (see ``peers.py``), the peers
 interleaved so that a disturbance on the machine hits them alike:
@@ -284,6 +284,33 @@ def tables(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def to_rst(report: str) -> str:
+    """The report with its Markdown tables as reStructuredText list tables (for the docs)."""
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if not table:
+            return
+        out.extend([".. list-table::", "   :header-rows: 1", ""])
+        for row in table:
+            out.append(f"   * - {row[0]}")
+            out.extend(f"     - {cell}" for cell in row[1:])
+        out.append("")
+        table.clear()
+
+    for line in report.splitlines():
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if not all(set(cell) <= set("-:") for cell in cells):  # not the alignment row
+                table.append(cells)
+            continue
+        flush()
+        out.append(line)
+    flush()
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
@@ -293,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument("--rst", type=Path, help="also write them as reStructuredText here")
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
@@ -310,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1))
     if args.markdown:
         args.markdown.write_text(report + "\n")
+    if args.rst:
+        args.rst.write_text(to_rst(report) + "\n")
     failed = any(row["errors"] for row in summarize(results).values())
     failed = failed or any("error" in (results.get(k) or {}) for k in ("soak", "subs"))
     return 1 if failed else 0
