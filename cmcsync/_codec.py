@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -389,20 +389,95 @@ def _token_windows(converter: cattrs.Converter) -> _Hook:
 # --- unstructuring --------------------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
-    """A JSON-safe copy: Decimal and non-finite floats become strings, containers are copied."""
+#: Types whose values are already JSON-safe, copied as they are (exact types: a subclass,
+#: an IntEnum say, is written as its str()).
+_PLAIN = (str, int, bool, type(None))
+
+
+def _json_safe(value: Any, name: str) -> Any:
+    """A JSON-safe copy of the value of attribute ``name``.
+
+    Decimal and non-finite floats become strings, mappings become dicts with str keys, lists
+    and tuples become lists, other objects their str(). Containers are copied by
+    :func:`_copy_tree`, at any depth.
+
+    :raises ValueError: if a container holds itself.
+    """
     kind = type(value)
-    if kind is Decimal:
-        return str(value)
+    if kind in _PLAIN:
+        return value
     if kind is float:
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if value is None or kind in (str, int, bool):
-        return value
+    if kind is Decimal:
+        return str(value)
+    if kind is dict and not value:
+        return {}  # the usual ``extra``: no walk to set up
+    if isinstance(value, (Mapping, list, tuple)):
+        return _copy_tree(value, name)
     return str(value)
+
+
+def _open(container: Any) -> tuple[Any, Iterator[tuple[Any, Any]]]:
+    """An empty copy of ``container`` and an iterator over its ``(key or index, item)`` pairs."""
+    if isinstance(container, Mapping):
+        return {}, iter(container.items())
+    return [], enumerate(container)
+
+
+def _copy_tree(root: Any, name: str) -> Any:
+    """The JSON-safe copy of a mapping, list or tuple, as :func:`_json_safe` describes it.
+
+    The walk keeps its own stack instead of recursing, so a value nested as deep as the JSON
+    parser allows (or deeper) is copied like any other; only memory bounds the depth. Items
+    are visited in order, depth first, and a container's copy takes its place in its parent's
+    copy before it is filled, so the copy has the order of the original.
+
+    :param name: the attribute the value belongs to, for the error message.
+    :raises ValueError: if a container holds itself: its copy would never end.
+    """
+    top, pairs = _open(root)
+    # One frame per container being copied, outermost first: its id, its pairs not yet
+    # copied, its copy, and its key or index in its parent's copy.
+    stack: list[tuple[int, Iterator[tuple[Any, Any]], Any, Any]] = [(id(root), pairs, top, None)]
+    open_ids = {id(root)}
+    while stack:
+        _, pairs, copy, _ = stack[-1]
+        keyed = type(copy) is dict
+        for key, item in pairs:
+            kind = type(item)
+            if kind in _PLAIN:
+                safe = item
+            elif kind is float:
+                safe = item if math.isfinite(item) else str(item)
+            elif kind is Decimal:
+                safe = str(item)
+            elif isinstance(item, (Mapping, list, tuple)):
+                break  # a container: copied below, before the rest of this one
+            else:
+                safe = str(item)
+            if keyed:
+                copy[str(key)] = safe
+            else:
+                copy.append(safe)
+        else:
+            open_ids.discard(stack.pop()[0])
+            continue
+        slot = str(key) if keyed else key
+        if id(item) in open_ids:
+            path = [f"[{frame[3]!r}]" for frame in stack[1:]]
+            outer = next(n for n, frame in enumerate(stack) if frame[0] == id(item))
+            raise ValueError(
+                f"{name}{''.join(path)}[{slot!r}] is {name}{''.join(path[:outer])} again: "
+                "a container that holds itself has no JSON form"
+            )
+        child, child_pairs = _open(item)
+        if keyed:
+            copy[slot] = child
+        else:
+            copy.append(child)
+        open_ids.add(id(item))
+        stack.append((id(item), child_pairs, child, slot))
+    return top
 
 
 def _unstructure_factory(cls: type, converter: cattrs.Converter) -> Callable[[Any], Any]:
@@ -421,7 +496,7 @@ def _unstructure_factory(cls: type, converter: cattrs.Converter) -> Callable[[An
             if isinstance(value, Mapping) and name == "windows":
                 out[name] = {key: converter.unstructure(item) for key, item in value.items()}
             else:
-                out[name] = _json_safe(value)
+                out[name] = _json_safe(value, name)
         return out
 
     return unstructure
@@ -465,7 +540,7 @@ def make_converter(*, decimal: bool = False) -> cattrs.Converter:
       ``7d``, ``30m``...) with an object value become ``windows``.
     - **Unstructuring** an event gives its payload fields and ``extra`` (not ``channel``,
       ``params``, ``ts``), JSON-safe: Decimal and non-finite floats become strings, windows
-      become dicts.
+      become dicts. ``extra`` is copied at any depth, without recursion.
 
     :param decimal: give prices, USD values and other non-integer numbers as ``Decimal``.
     :returns: a new converter; it shares no state with any other.
@@ -573,6 +648,9 @@ class Codec:
 
         The keys are the attribute names (``price``, ``windows``, ``extra``...); ``channel``,
         ``params`` and ``ts`` are left out. Decimals become strings (exactness kept), windows
-        become dicts.
+        become dicts. Values nested at any depth are copied (the walk does not recurse).
+
+        :raises ValueError: if a container in the event holds itself (only an event built by
+            hand can; a decoded one never does).
         """
         return self._converter.unstructure(event)  # type: ignore[no-any-return]

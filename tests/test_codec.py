@@ -1,12 +1,20 @@
-"""Decoding every documented push into typed events, and the codec's tolerance of bad data."""
+"""Decoding every documented push into typed events, the codec's tolerance of bad data, and
+events back into JSON-safe dicts."""
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
 import math
+import sys
+from collections import OrderedDict
+from collections.abc import Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
+import attrs
 import cattrs
 import pytest
 from hypothesis import given, settings
@@ -16,6 +24,7 @@ from cmcsync import events
 from cmcsync._codec import Codec, make_converter
 from cmcsync.channels import CHANNELS, get_channel
 from cmcsync.exceptions import DecodeError, ProtocolError
+from cmcsync.testing import FEED_CHANNELS, Simulator, stream_feed
 
 # --- the protocol document's example pushes, verbatim (§3.4-§3.13) --------------------------
 
@@ -783,3 +792,175 @@ def test_any_envelope_gives_an_event_or_a_decode_error(short: str, params: Any, 
         return
     assert event.params is params
     assert type(event.ts) is int
+
+
+# --- to_dict: any depth, the output of the recursive copy it replaced ------------------------
+
+
+def _recursive_json_safe(value: Any) -> Any:
+    """The JSON-safe copy as to_dict made it when it recursed: the reference for the walk."""
+    kind = type(value)
+    if kind is Decimal:
+        return str(value)
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _recursive_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_recursive_json_safe(v) for v in value]
+    if value is None or kind in (str, int, bool):
+        return value
+    return str(value)
+
+
+def _recursive_to_dict(obj: Any) -> dict[str, Any]:
+    """Codec.to_dict as it was when it recursed: payload fields, then ``extra``."""
+    names = [
+        field.name
+        for field in attrs.fields(type(obj))
+        if field.name not in ("channel", "params", "ts", "extra")
+    ]
+    out: dict[str, Any] = {}
+    for name in [*names, "extra"]:
+        value = getattr(obj, name)
+        if isinstance(value, Mapping) and name == "windows":
+            out[name] = {key: _recursive_to_dict(item) for key, item in value.items()}
+        else:
+            out[name] = _recursive_json_safe(value)
+    return out
+
+
+def assert_same_as_recursive(codec: Codec, event: Any) -> None:
+    # repr() tells 1 from 1.0 and True, and shows the key order, which == ignores.
+    assert repr(codec.to_dict(event)) == repr(_recursive_to_dict(event))
+
+
+CAPTURED = {
+    "token_agg_event": CAPTURED_AGG_WITHOUT_P,
+    "holders_metrics": CAPTURED_TOP_SHARE,
+    "token_metric": CAPTURED_METRIC_TWO_WINDOWS,
+    "liquidity_event": CAPTURED_LIQUIDITY_WITHOUT_LGID,
+}
+
+
+@pytest.mark.parametrize("decimal", [False, True], ids=["float", "decimal"])
+def test_to_dict_of_every_documented_push_is_unchanged(decimal: bool) -> None:
+    codec = Codec(decimal=decimal)
+    decoded = [push(codec, text, exact=decimal) for text in EXAMPLES.values()]
+    for short, text in CAPTURED.items():
+        data = json.loads(text, parse_float=Decimal) if decimal else json.loads(text)
+        decoded.append(payload(codec, short, data))
+    assert {event.channel for event in decoded} == set(CHANNELS)
+    for event in decoded:
+        assert_same_as_recursive(codec, event)
+
+
+@pytest.mark.parametrize("decimal", [False, True], ids=["float", "decimal"])
+def test_to_dict_of_the_simulator_feed_is_unchanged(sim: Simulator, decimal: bool) -> None:
+    recorder = stream_feed(sim, decimal=decimal, per_channel=3)
+    codec = Codec(decimal=decimal)
+    kinds = {type(event) for event in recorder.events}
+    assert {event.channel for event in recorder.events} == set(FEED_CHANNELS)
+    assert len(kinds) > len(FEED_CHANNELS), "holder kinds are among the events"
+    for event in recorder.events:
+        assert_same_as_recursive(codec, event)
+
+
+class _Side(enum.IntEnum):
+    BUY = 1
+
+
+class _Label(str):
+    pass
+
+
+def test_to_dict_of_odd_values_in_extra_is_unchanged(dcodec: Codec) -> None:
+    shared = [Decimal("2.50"), (1, 2)]
+    odd = {
+        "numbers": [Decimal("1.10"), Decimal("-0E-8"), Decimal("NaN"), math.inf, -0.0, 10**30],
+        "tuple": (1, (2.5, [None, True]), ()),
+        "keys": {1: "int", None: "none", 2.5: "float", "1": "collides with 1"},
+        "mappings": OrderedDict(a=MappingProxyType({"b": [{}]})),
+        "objects": [dt.datetime(2026, 5, 13, tzinfo=dt.timezone.utc), b"raw", _Side.BUY],
+        "subclasses": [_Label("label"), True, False],
+        "twice": [shared, {"again": shared}],
+        "empty": [[], {}, [[[]]]],
+    }
+    event = payload(dcodec, "kline", {"o": 1, "odd": odd})
+    assert_same_as_recursive(dcodec, event)
+    out = dcodec.to_dict(event)["extra"]["odd"]
+    assert out["keys"] == {"1": "collides with 1", "None": "none", "2.5": "float"}
+    assert out["objects"][1:] == ["b'raw'", "1"]
+    assert out["twice"] == [["2.50", [1, 2]], {"again": ["2.50", [1, 2]]}]
+    pools = payload(dcodec, "pool_metric", {"pid": 16, "5m": {"ut": 2, "odd": odd}, "7d": {}})
+    assert_same_as_recursive(dcodec, pools)
+
+
+_scalars_and_objects = (
+    _scalars
+    | st.decimals(allow_nan=True)
+    | st.datetimes(timezones=st.just(dt.timezone.utc))
+    | st.sampled_from([_Side.BUY, _Label("label"), b"raw"])
+)
+_trees = st.recursive(
+    _scalars_and_objects,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=3) | st.integers() | st.none(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(extra=st.dictionaries(st.text(max_size=4), _trees, max_size=4))
+def test_to_dict_of_any_extra_is_unchanged(extra: dict[str, Any]) -> None:
+    codec = _CODECS[True]
+    event = payload(codec, "kline", {"o": 1, **extra})
+    assert_same_as_recursive(codec, event)
+
+
+def _nest(leaf: Any, depth: int) -> Any:
+    """``leaf`` inside ``depth`` containers, from the outside a list, a dict, a tuple, a list..."""
+    value = leaf
+    for level in reversed(range(depth)):
+        value = ([value], {"k": value}, (value,))[level % 3]
+    return value
+
+
+def _unnest(value: Any, depth: int) -> Any:
+    """The leaf of a JSON-safe copy of ``_nest(leaf, depth)``, checking every level on the way."""
+    for level in range(depth):
+        if level % 3 == 1:
+            assert type(value) is dict and list(value) == ["k"], level
+            value = value["k"]
+        else:
+            assert type(value) is list and len(value) == 1, level
+            value = value[0]
+    return value
+
+
+def test_to_dict_copies_extra_at_any_depth(dcodec: Codec) -> None:
+    depth = 20 * sys.getrecursionlimit()
+    deep = _nest(Decimal("0.10"), depth)
+    event = payload(dcodec, "kline", {"o": 1, "deep": deep})
+    assert event.extra["deep"] is deep, "decoding keeps the value as it is, at any depth"
+    assert _unnest(dcodec.to_dict(event)["extra"]["deep"], depth) == "0.10"
+    pools = payload(dcodec, "pool_metric", {"pid": 16, "5m": {"ut": 2, "deep": deep}})
+    window = dcodec.to_dict(pools)["windows"]["5m"]
+    assert window["unique_traders"] == 2
+    assert _unnest(window["extra"]["deep"], depth) == "0.10"
+
+
+def test_to_dict_names_a_container_that_holds_itself(codec: Codec) -> None:
+    loop: list[Any] = [1]
+    loop.append({"back": loop})
+    event = payload(codec, "kline", {"o": 1, "loop": loop})
+    where = r"^extra\['loop'\]\[1\]\['back'\] is extra\['loop'\] again"
+    with pytest.raises(ValueError, match=where):
+        codec.to_dict(event)
+    # The same container twice, once inside a sibling, is no loop.
+    once = [1]
+    event = payload(codec, "kline", {"o": 1, "twice": [once, {"again": once}]})
+    assert codec.to_dict(event)["extra"] == {"twice": [[1], {"again": [1]}]}

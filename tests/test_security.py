@@ -514,9 +514,9 @@ def test_a_price_beyond_any_float_decodes_as_infinity(recorder: EventRecorder) -
             floats.close()
 
 
-def _deepest_parsable(template: str) -> tuple[int, Any]:
-    """Parse ``template`` nested as deep as json.loads allows on a fresh thread, like a
-    reader thread's; return the depth and the parsed value."""
+def _deepest_parsable(prefix: str, suffix: str) -> tuple[int, Any]:
+    """Parse ``prefix + "[" * n + "1" + "]" * n + suffix`` for the largest ``n`` json.loads
+    allows on a fresh thread, like a reader thread's; return ``n`` and the parsed value."""
     found: dict[str, Any] = {}
 
     def probe() -> None:
@@ -524,12 +524,12 @@ def _deepest_parsable(template: str) -> tuple[int, Any]:
         while low < high:
             middle = (low + high + 1) // 2
             try:
-                json.loads("[" * middle + template + "]" * middle)
+                json.loads(prefix + "[" * middle + "1" + "]" * middle + suffix)
                 low = middle
             except RecursionError:
                 high = middle - 1
         found["depth"] = low
-        found["value"] = json.loads("[" * low + template + "]" * low)
+        found["value"] = json.loads(prefix + "[" * low + "1" + "]" * low + suffix)
 
     thread = threading.Thread(target=probe)
     thread.start()
@@ -537,26 +537,21 @@ def _deepest_parsable(template: str) -> tuple[int, Any]:
     return found["depth"], found["value"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Codec.to_dict (_json_safe) recurses twice per nesting level, so an event whose "
-    "extra holds JSON nested as deep as the parser allows raises RecursionError when "
-    "written out (cmcsync stream --format jsonl, replay, SQL plugin)",
-)
 def test_an_event_nested_as_deep_as_the_parser_allows_can_be_written_as_json() -> None:
     from cmcsync._codec import Codec
     from cmcsync.channels import get_channel
 
-    depth, deep = _deepest_parsable("1")
+    # The parser sees the whole push, so the deepest value an event can carry is the deepest
+    # one that still parses inside its envelope and payload.
+    envelope = json.dumps({"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "ts": 1})
+    depth, frame = _deepest_parsable(envelope[:-1] + ', "data": {"cid": 1, "p": 1, "x": ', "}}")
     assert depth > 500
     codec = Codec()
     out: dict[str, Any] = {}
 
     def write() -> None:
         # On a thread of its own, like the dispatcher that runs plugins.
-        event = codec.decode(
-            get_channel(PRICE), {"crypto_ids": 1}, {"cid": 1, "p": 1, "x": deep}, 1
-        )
+        event = codec.decode(get_channel(PRICE), frame["params"], frame["data"], frame["ts"])
         try:
             out["json"] = json.dumps(codec.to_dict(event))
         except RecursionError as exc:
@@ -567,3 +562,4 @@ def test_an_event_nested_as_deep_as_the_parser_allows_can_be_written_as_json() -
     thread.join()
     assert "error" not in out, out.get("error")
     assert out["json"].count("[") == depth
+    assert out["json"].endswith('"extra": {"x": ' + "[" * depth + "1" + "]" * depth + "}}")
