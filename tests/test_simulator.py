@@ -476,6 +476,27 @@ def test_silence_stops_data_and_sees_a_client_leave(
     assert conn.close_code == 1000
 
 
+def test_ending_a_silence_right_after_a_drop_discards_what_was_held(
+    server: Simulator, connect: Callable[..., Client]
+) -> None:
+    # The dropped connection stays listed as open for a few turns of the simulator's loop,
+    # and silence(False) lands in that window in some rounds only: 200 make a miss unlikely.
+    for round_ in range(200):
+        client = connect(server)
+        assert client.call(id=1, method="ping")["type"] == "pong"
+        (conn,) = server.connections()
+        server.silence()
+        client.send({"id": 2, "method": "ping"})  # held: a silent server reads nothing
+        server.drop_all()
+        server.silence(False)
+        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+            client.next()
+        server.wait_for(lambda conn=conn: conn.closed, what=f"round {round_}: drop seen")
+        assert conn.close_code == 1006
+        assert [message["id"] for message in conn.received] == [1]
+    assert connect(server).call(id=3, method="ping")["type"] == "pong"  # the silence ended
+
+
 def test_push_sends_raw_frames_as_given(server: Simulator, connect: Callable[..., Client]) -> None:
     first, second = connect(server), connect(server)
     server.push("not json {", server.connections()[0])

@@ -83,7 +83,9 @@ class SimServerConnection(ServerConnection):
     While silent, bytes from the client are held unread by the WebSocket layer, so no
     frame is processed and no RFC 6455 ping is answered; they are processed when the
     silence ends. The socket itself is still watched, so a client that gives up and
-    disconnects is seen (its held bytes, close frame included, are processed then).
+    disconnects is seen (its held bytes, close frame included, are processed then). When
+    the server aborts the socket instead (a drop, a close timeout), the held bytes are
+    discarded: the client's stream ended without them.
     """
 
     sim_key: str | None = None
@@ -104,14 +106,33 @@ class SimServerConnection(ServerConnection):
         self._sim_release()
         super().eof_received()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # An abort (a drop, a close timeout) comes here without eof_received, and the
+        # stream ends here: bytes held by a silence can never be processed after this.
+        self._sim_held.clear()
+        super().connection_lost(exc)
+
     def sim_pause(self) -> None:
         """Hold everything the client sends from now on."""
         self.sim_silenced = True
 
     def sim_resume(self) -> None:
-        """Process what was held, and what comes next."""
+        """Process what was held, and what comes next.
+
+        On a socket that is closing or closed, what was held is discarded instead. Never
+        raises: the caller is resuming every connection at once, so a failure to process
+        this one's bytes is logged and aborts this connection only, as asyncio does when
+        ``data_received`` fails.
+        """
         self.sim_silenced = False
-        self._sim_release()
+        if self.transport.is_closing():
+            self._sim_held.clear()
+            return
+        try:
+            self._sim_release()
+        except Exception:  # one connection's failure must not reach the test that resumed all
+            self.logger.exception("the simulator failed on bytes held during a silence")
+            self.transport.abort()
 
     def _sim_release(self) -> None:
         held = b"".join(self._sim_held)

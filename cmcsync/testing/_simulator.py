@@ -308,7 +308,9 @@ class Simulator:
 
         While silent the server processes nothing the clients send (so RFC 6455 pings go
         unanswered too) and sends nothing; connections made meanwhile are silent from the
-        start. A client that disconnects meanwhile is still seen to close.
+        start. A client that disconnects meanwhile is still seen to close. What a dropped
+        connection sent during the silence is discarded, even when the silence ends before
+        the drop is seen (:meth:`drop_all` then ``silence(False)`` at once).
         """
         self._server.call(self._server.set_silence(on))
 
