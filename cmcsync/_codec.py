@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,19 @@ from cmcsync._fastdecode import generate
 from cmcsync.channels import CHANNELS, Channel
 from cmcsync.exceptions import DecodeError
 
-__all__ = ["Codec", "make_converter"]
+__all__ = ["MAX_EXTRA_DEPTH", "Codec", "deeper_than", "make_converter"]
+
+#: The deepest a value kept in ``extra`` (of the event or of one of its windows) may nest: a
+#: list or object is one level, a list in it two, and so on. A push with a deeper value is
+#: refused (:class:`DecodeError`, kind ``"too_deep"``).
+#:
+#: CMC's payloads nest a few levels at most (a window object in a list in the payload), so 64
+#: leaves room for any format change while keeping a written event, its record and envelope
+#: included, far below the depths where writers and readers downstream break: Python's
+#: recursion limit (1000), which ``json.dumps`` and recursive writers run into, and the
+#: nesting limits of JSON readers in other languages (commonly 100 or 128 levels). Without
+#: it, an unknown key could carry anything the JSON parser accepts (1024 levels with orjson).
+MAX_EXTRA_DEPTH = 64
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _JSON_INT = re.compile(r"-?[0-9]{1,20}")
@@ -122,6 +134,84 @@ def _bool(value: Any, _: Any = None) -> bool:
     if value is True or value is False:
         return value
     raise _unfit(value, "a boolean")
+
+
+# --- depth ----------------------------------------------------------------------------------
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether the list or dict ``value`` holds lists and dicts more than ``limit`` levels deep
+    (``value`` itself is level 1).
+
+    The walk goes one level at a time, without recursion, keeping only the containers of the
+    level at hand, and stops at the first level past ``limit``; a container reached twice on
+    one level is walked once, so values that share or hold themselves end the walk too. Only
+    exact dicts and lists are containers, as the JSON parser builds them.
+    """
+    level: Iterable[Any] = (value,)
+    for _ in range(limit):
+        below: dict[int, Any] = {}
+        for container in level:
+            for item in container.values() if container.__class__ is dict else container:
+                if item.__class__ is dict or item.__class__ is list:
+                    below[id(item)] = item
+        if not below:
+            return False
+        level = below.values()
+    return True
+
+
+def _deep_key(extra: Mapping[str, Any]) -> str | None:
+    """The first key of ``extra`` whose value nests deeper than :data:`MAX_EXTRA_DEPTH`, or
+    ``None``."""
+    for key, value in extra.items():
+        if (value.__class__ is dict or value.__class__ is list) and deeper_than(
+            value, MAX_EXTRA_DEPTH
+        ):
+            return key
+    return None
+
+
+def _refuse_deep(name: str, channel: Any, event: Any, window_fields: tuple[str, ...]) -> None:
+    """Raise if ``event`` keeps a value nested deeper than :data:`MAX_EXTRA_DEPTH`.
+
+    The values kept as they came are looked at: ``extra``, and the ``extra`` of each window
+    in the attributes ``window_fields``. Only their lists and dicts are walked.
+
+    :param name: the channel's name (or the class's, without one), for the message.
+    :param channel: the channel, for the error's ``channel``.
+    :raises DecodeError: with ``kind="too_deep"``, naming the key and the limit.
+    """
+    place: str | None = None
+    key = _deep_key(event.extra) if event.extra else None
+    if key is not None:
+        place = f"key {_short(key)}"
+    else:
+        for field in window_fields:
+            for window, item in getattr(event, field).items():
+                if item.extra and (key := _deep_key(item.extra)) is not None:
+                    place = f"key {_short(key)} in window {_short(window)}"
+                    break
+            if place is not None:
+                break
+    if place is not None:
+        raise DecodeError(
+            f"{name}: the value of {place} nests deeper than {MAX_EXTRA_DEPTH} levels, "
+            "the most cmcsync accepts",
+            channel=channel,
+            kind="too_deep",
+        )
+
+
+def _window_fields(cls: type) -> tuple[str, ...]:
+    """The attributes of ``cls`` that map window names to window objects."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        field.name
+        for field in attrs.fields(cls)
+        if typing.get_origin(hints[field.name]) is Mapping
+        and _is_window(typing.get_args(hints[field.name])[-1])
+    )
 
 
 # --- class hooks ----------------------------------------------------------------------------
@@ -290,6 +380,7 @@ def _fast_event(kind: type[events.Event], converter: cattrs.Converter, decimal: 
 def _event_hook(plan: _Plan, routes: Mapping[str, _Hook], route_key: str | None) -> _Hook:
     """The structuring function of an event class: input is a data envelope."""
     cls = plan.cls
+    window_fields = _window_fields(cls)
 
     def structure(frame: Any, _: Any = None) -> Any:
         channel = frame.get("channel") if isinstance(frame, Mapping) else None
@@ -334,7 +425,9 @@ def _event_hook(plan: _Plan, routes: Mapping[str, _Hook], route_key: str | None)
                 else:
                     problem = f"has an unusable value {_short(data[wire])}"
                 raise DecodeError(f"{name}: required key {wire!r} {problem}", channel=channel)
-        return cls(**kw, extra={} if extra is None else extra)
+        event = cls(**kw, extra={} if extra is None else extra)
+        _refuse_deep(name, channel, event, window_fields)
+        return event
 
     return structure
 
@@ -538,6 +631,10 @@ def make_converter(*, decimal: bool = False) -> cattrs.Converter:
       order; elements that are not objects, lack ``win`` or repeat one stay in
       ``extra["sts"]``. ``pool_metric`` top-level keys shaped like a window (``5m``, ``24h``,
       ``7d``, ``30m``...) with an object value become ``windows``.
+    - **Depth.** A value kept in ``extra`` (of the event or of a window) may nest
+      :data:`MAX_EXTRA_DEPTH` (64) lists and objects deep; a deeper one makes the whole push
+      a :class:`~cmcsync.exceptions.DecodeError` of kind ``"too_deep"``, so no event carries
+      a value that code writing it out would have to recurse through hundreds of levels.
     - **Unstructuring** an event gives its payload fields and ``extra`` (not ``channel``,
       ``params``, ``ts``), JSON-safe: Decimal and non-finite floats become strings, windows
       become dicts. ``extra`` is copied at any depth, without recursion.
@@ -595,8 +692,12 @@ class Codec:
             row.event_type: self._converter.get_structure_hook(row.event_type)
             for row in CHANNELS.values()
         }
-        self._fast: dict[type, _Fast] = {
-            row.event_type: _fast_event(row.event_type, self._converter, decimal)
+        # The generated decoder of each class, and its attributes holding windows.
+        self._fast: dict[type, tuple[_Fast, tuple[str, ...]]] = {
+            row.event_type: (
+                _fast_event(row.event_type, self._converter, decimal),
+                _window_fields(row.event_type),
+            )
             for row in CHANNELS.values()
         }
 
@@ -610,9 +711,10 @@ class Codec:
         :param data: the push's ``data``, as parsed from JSON.
         :param ts: the envelope's ``ts``, server time in epoch ms.
         :returns: an instance of ``channel.event_type`` (or of a subclass, for holder kinds).
-        :raises DecodeError: with ``kind="undecodable"`` and ``channel`` set, when ``data``
-            is not an object or a required key is missing or unusable. No other exception
-            escapes.
+        :raises DecodeError: with ``channel`` set: ``kind="undecodable"`` when ``data`` is
+            not an object or a required key is missing or unusable, ``kind="too_deep"`` when
+            a value kept in ``extra`` (of the event or of a window) nests deeper than
+            :data:`MAX_EXTRA_DEPTH`. No other exception escapes.
         """
         fast = self._fast.get(channel.event_type)
         if (
@@ -621,10 +723,16 @@ class Codec:
             and params.__class__ is dict
             and ts.__class__ is int
         ):
+            decoder, window_fields = fast
             try:
-                return fast(channel.name, params, ts, data)  # type: ignore[no-any-return]
+                event: events.Event = decoder(channel.name, params, ts, data)
             except Exception:  # noqa: BLE001, S110 - the general path below decodes it, or says why not
                 pass
+            else:
+                # Most pushes have neither extra nor windows: nothing to look at.
+                if event.extra or window_fields:
+                    _refuse_deep(channel.name, channel.name, event, window_fields)
+                return event
         frame = {"channel": channel.name, "params": params, "data": data, "ts": ts}
         try:
             hook = self._hooks.get(channel.event_type)

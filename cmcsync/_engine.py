@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from cmcsync import _protocol
-from cmcsync._codec import Codec
+from cmcsync._codec import MAX_EXTRA_DEPTH, Codec, deeper_than
 from cmcsync._connection import OPCODE_TEXT, Connection, Frame, redact_url
 from cmcsync._dedupe import Deduper
 from cmcsync._dispatch import Dispatcher
@@ -488,6 +488,11 @@ class Engine:
         except KeyError:
             pass
         except TypeError:  # an unhashable value in the echo: not a params echo we know
+            if deeper_than(params, MAX_EXTRA_DEPTH):
+                raise ProtocolError(
+                    f"{row.name} push with params nested deeper than {MAX_EXTRA_DEPTH} levels",
+                    kind="too_deep",
+                ) from None
             return None
         scalar = row.scalar_form(params)
         seen = _Seen(Subscription.of(row.name, scalar)) if scalar is not None else None

@@ -70,7 +70,8 @@ class ProtocolError(CmcsyncError):
 
     :param message: what was wrong with it.
     :param kind: a short, stable name for the kind of problem (``"not_json"``, ``"binary"``,
-        ``"unknown_type"``, ``"unknown_channel"``, ``"missing_field"``, ``"undecodable"``...),
+        ``"unknown_type"``, ``"unknown_channel"``, ``"missing_field"``, ``"undecodable"``,
+        ``"too_large"``, ``"too_deep"``...),
         used as the key of the malformed-frame counters in :meth:`cmcsync.Client.stats`.
     """
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cmcsync._codec import MAX_EXTRA_DEPTH
+from cmcsync.cli._record import FrameRecorder
 from cmcsync.testing import Simulator
 from tests.conftest import KEY
 from tests.test_cli import assert_no_traceback, run_cli, sent_records
@@ -137,6 +139,54 @@ def test_replay_keeps_the_recorded_timing_divided_by_speed(tmp_path: Path) -> No
     assert "2 event(s)" in slow.stderr
 
 
+def price_frame(ts: int) -> str:
+    """A latest-price push as the server sends it."""
+    data = {"cid": 1, "p": 1.5}
+    return json.dumps(
+        {"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "data": data, "ts": ts}
+    )
+
+
+def nested_frame(ts: int, depth: int) -> str:
+    """A latest-price push whose unknown key ``x`` holds lists ``depth`` deep."""
+    return price_frame(ts).replace('"p": 1.5', '"p": 1.5, "x": ' + "[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize(
+    "depth",
+    [
+        200,  # any parser reads it; the decoder refuses it
+        1_000,  # past what the standard json module reads, within what orjson reads
+        100_000,  # past what any parser reads
+    ],
+)
+def test_replay_skips_a_frame_nested_too_deep_and_goes_on(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.jsonl"
+    frames = [price_frame(1), nested_frame(2, depth), price_frame(3)]
+    path.write_text("".join(json.dumps({"t": n, "frame": f}) + "\n" for n, f in enumerate(frames)))
+    result = run_cli("replay", str(path), "--speed", "0", "--no-plugins", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    assert_no_traceback(result.stderr)
+    assert [json.loads(line)["ts"] for line in result.stdout.splitlines()] == [1, 3]
+    assert "replayed 3 frame(s)" in result.stderr
+    assert "2 event(s)" in result.stderr and "1 malformed" in result.stderr
+    if depth == 200:
+        assert f"the value of key 'x' nests deeper than {MAX_EXTRA_DEPTH} levels" in result.stderr
+
+
+def test_the_recorder_writes_a_frame_nested_too_deep_and_does_not_count_it(
+    tmp_path: Path,
+) -> None:
+    deep = nested_frame(2, 100_000)
+    with (tmp_path / "deep.jsonl").open("w") as out:
+        recorder = FrameRecorder(out, limit=2)
+        for n, frame in enumerate([price_frame(1), deep, price_frame(3)]):
+            recorder(float(n), frame)
+    assert (recorder.frames, recorder.data_frames) == (3, 2)
+    assert recorder.done.is_set(), "the limit counts the data frames it can read"
+    assert [line["frame"] for line in lines_of(tmp_path / "deep.jsonl")][1] == deep
+
+
 def test_binary_frames_are_kept_as_base64_and_replayed_as_malformed(tmp_path: Path) -> None:
     path = tmp_path / "binary.jsonl"
     path.write_text(json.dumps({"t": 1.0, "frame_b64": base64.b64encode(b"\x00\x01").decode()}))
@@ -151,7 +201,12 @@ def test_binary_frames_are_kept_as_base64_and_replayed_as_malformed(tmp_path: Pa
         ('{"t": 1.0, "frame": "{}"}\nnot json\n', "line 2"),
         ('{"frame": "{}"}\n', 'number "t"'),
         ('{"t": 1.0}\n', '"frame"'),
+        (
+            '{"t": 1.0, "frame": "{}"}\n{"t": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+            "line 2: nested too deep",
+        ),
     ],
+    ids=["not-json", "no-time", "no-frame", "nested-too-deep"],
 )
 def test_a_bad_file_is_refused_naming_the_line(tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "bad.jsonl"

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmcsync import events
-from cmcsync._codec import Codec, make_converter
+from cmcsync._codec import MAX_EXTRA_DEPTH, Codec, make_converter
 from cmcsync.channels import CHANNELS, get_channel
 from cmcsync.exceptions import DecodeError, ProtocolError
 from cmcsync.testing import FEED_CHANNELS, Simulator, stream_feed
@@ -944,11 +944,13 @@ def _unnest(value: Any, depth: int) -> Any:
 def test_to_dict_copies_extra_at_any_depth(dcodec: Codec) -> None:
     depth = 20 * sys.getrecursionlimit()
     deep = _nest(Decimal("0.10"), depth)
-    event = payload(dcodec, "kline", {"o": 1, "deep": deep})
-    assert event.extra["deep"] is deep, "decoding keeps the value as it is, at any depth"
+    # Built by hand: the decoder refuses a value this deep (MAX_EXTRA_DEPTH), an event made
+    # in code may still hold one.
+    event = attrs.evolve(payload(dcodec, "kline", {"o": 1}), extra={"deep": deep})
     assert _unnest(dcodec.to_dict(event)["extra"]["deep"], depth) == "0.10"
-    pools = payload(dcodec, "pool_metric", {"pid": 16, "5m": {"ut": 2, "deep": deep}})
-    window = dcodec.to_dict(pools)["windows"]["5m"]
+    pools = payload(dcodec, "pool_metric", {"pid": 16, "5m": {"ut": 2}})
+    windows = {"5m": attrs.evolve(pools.windows["5m"], extra={"deep": deep})}
+    window = dcodec.to_dict(attrs.evolve(pools, windows=windows))["windows"]["5m"]
     assert window["unique_traders"] == 2
     assert _unnest(window["extra"]["deep"], depth) == "0.10"
 
@@ -956,7 +958,8 @@ def test_to_dict_copies_extra_at_any_depth(dcodec: Codec) -> None:
 def test_to_dict_names_a_container_that_holds_itself(codec: Codec) -> None:
     loop: list[Any] = [1]
     loop.append({"back": loop})
-    event = payload(codec, "kline", {"o": 1, "loop": loop})
+    # Built by hand: the decoder refuses such a value (it nests without end).
+    event = attrs.evolve(payload(codec, "kline", {"o": 1}), extra={"loop": loop})
     where = r"^extra\['loop'\]\[1\]\['back'\] is extra\['loop'\] again"
     with pytest.raises(ValueError, match=where):
         codec.to_dict(event)
@@ -964,3 +967,93 @@ def test_to_dict_names_a_container_that_holds_itself(codec: Codec) -> None:
     once = [1]
     event = payload(codec, "kline", {"o": 1, "twice": [once, {"again": once}]})
     assert codec.to_dict(event)["extra"] == {"twice": [[1], {"again": [1]}]}
+
+
+# --- how deep a kept value may nest ----------------------------------------------------------
+
+
+def _json_nest(depth: int) -> Any:
+    """``depth`` levels of JSON containers, from the outside a list, an object, a list..."""
+    value: Any = "leaf"
+    for level in reversed(range(depth)):
+        value = [value] if level % 2 == 0 else {"k": value}
+    return value
+
+
+# Pushes that keep the value given in an ``extra``, with the key the error names.
+_KEPT = {
+    "unknown key": ("kline", lambda v: {"o": 1, "deep": v}, "key 'deep'"),
+    "unfit known key": ("kline", lambda v: {"o": v}, "key 'o'"),
+    "token_metric sts element": ("token_metric", lambda v: {"sts": v}, "key 'sts'"),
+    "token_metric window": (
+        "token_metric",
+        lambda v: {"sts": [{"win": "1h", "txs": 1, "deep": v}]},
+        "key 'deep' in window '1h'",
+    ),
+    "pool_metric window": (
+        "pool_metric",
+        lambda v: {"pid": 16, "5m": {"ut": 2}, "24h": {"ut": 3, "deep": v}},
+        "key 'deep' in window '24h'",
+    ),
+    "holder kind": ("holders_metrics", lambda v: {"tp": "top_share", "deep": v}, "key 'deep'"),
+    "unknown holder kind": ("holders_metrics", lambda v: {"tp": "??", "deep": v}, "key 'deep'"),
+}
+# Params of the type the generated decoders take, and of one only the general path takes.
+_PARAMS = {"fast": lambda: {"platform_id": 14}, "general": lambda: MappingProxyType({"a": 1})}
+
+
+@pytest.mark.parametrize("path", sorted(_PARAMS))
+@pytest.mark.parametrize("where", sorted(_KEPT))
+@pytest.mark.parametrize("decimal", [False, True], ids=["float", "decimal"])
+def test_a_kept_value_may_nest_max_extra_depth_levels(where: str, path: str, decimal: bool) -> None:
+    short, build, _ = _KEPT[where]
+    value = _json_nest(MAX_EXTRA_DEPTH)
+    event = _CODECS[decimal].decode(get_channel(short), _PARAMS[path](), build(value), 1)
+    kept = [event.extra, *(window.extra for window in getattr(event, "windows", {}).values())]
+    assert value in [extra.get(key) for extra in kept for key in ("deep", "o", "sts")]
+
+
+@pytest.mark.parametrize("path", sorted(_PARAMS))
+@pytest.mark.parametrize("where", sorted(_KEPT))
+@pytest.mark.parametrize("decimal", [False, True], ids=["float", "decimal"])
+def test_a_kept_value_nested_deeper_makes_the_push_a_decode_error(
+    where: str, path: str, decimal: bool
+) -> None:
+    short, build, key = _KEPT[where]
+    row = get_channel(short)
+    with pytest.raises(DecodeError) as info:
+        _CODECS[decimal].decode(row, _PARAMS[path](), build(_json_nest(MAX_EXTRA_DEPTH + 1)), 1)
+    assert info.value.kind == "too_deep"
+    assert info.value.channel == row.name
+    assert isinstance(info.value, ProtocolError)
+    assert str(info.value) == (
+        f"{row.name}: the value of {key} nests deeper than {MAX_EXTRA_DEPTH} levels, "
+        "the most cmcsync accepts"
+    )
+
+
+def test_only_containers_count_as_levels(codec: Codec) -> None:
+    wide = [{"k": [1, "two", None, 2.5, True]} for _ in range(1_000)]
+    scalars = {"deep": _json_nest(MAX_EXTRA_DEPTH - 1), "flat": "[" * 1_000, "wide": wide}
+    event = payload(codec, "kline", {"o": 1, **scalars})
+    assert event.extra == scalars
+
+
+def test_a_value_that_holds_itself_is_refused(codec: Codec) -> None:
+    loop: list[Any] = [1]
+    loop.append({"back": loop})
+    with pytest.raises(DecodeError, match="key 'loop' nests deeper") as info:
+        payload(codec, "kline", {"o": 1, "loop": loop})
+    assert info.value.kind == "too_deep"
+
+
+def test_the_converter_refuses_a_value_nested_too_deep() -> None:
+    frame = {
+        "channel": "onchain@kline",
+        "params": {},
+        "ts": 1,
+        "data": {"deep": _json_nest(MAX_EXTRA_DEPTH + 1)},
+    }
+    with pytest.raises(DecodeError, match="key 'deep' nests deeper") as info:
+        make_converter().structure(frame, events.Kline)
+    assert info.value.kind == "too_deep"

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -537,29 +537,116 @@ def _deepest_parsable(prefix: str, suffix: str) -> tuple[int, Any]:
     return found["depth"], found["value"]
 
 
-def test_an_event_nested_as_deep_as_the_parser_allows_can_be_written_as_json() -> None:
+def _on_a_thread(work: Callable[[], object]) -> object:
+    """Run ``work`` on a fresh thread, like the reader and dispatcher threads; return what it
+    returned or raised."""
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = work()
+        except Exception as exc:  # noqa: BLE001 - handed to the test to judge
+            out["result"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return out["result"]
+
+
+def test_a_push_nested_as_deep_as_the_parser_allows_is_refused_by_the_decoder() -> None:
     from cmcsync._codec import Codec
     from cmcsync.channels import get_channel
 
-    # The parser sees the whole push, so the deepest value an event can carry is the deepest
+    # The parser sees the whole push, so the deepest value a push can carry is the deepest
     # one that still parses inside its envelope and payload.
     envelope = json.dumps({"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "ts": 1})
     depth, frame = _deepest_parsable(envelope[:-1] + ', "data": {"cid": 1, "p": 1, "x": ', "}}")
     assert depth > 500
     codec = Codec()
-    out: dict[str, Any] = {}
+    error = _on_a_thread(
+        lambda: codec.decode(get_channel(PRICE), frame["params"], frame["data"], frame["ts"])
+    )
+    assert isinstance(error, cmcsync.DecodeError), error
+    assert error.kind == "too_deep"
+    assert "key 'x'" in str(error)
 
-    def write() -> None:
-        # On a thread of its own, like the dispatcher that runs plugins.
-        event = codec.decode(get_channel(PRICE), frame["params"], frame["data"], frame["ts"])
-        try:
-            out["json"] = json.dumps(codec.to_dict(event))
-        except RecursionError as exc:
-            out["error"] = exc
 
-    thread = threading.Thread(target=write)
-    thread.start()
-    thread.join()
-    assert "error" not in out, out.get("error")
-    assert out["json"].count("[") == depth
-    assert out["json"].endswith('"extra": {"x": ' + "[" * depth + "1" + "]" * depth + "}}")
+def test_an_event_nested_as_deep_as_the_decoder_allows_can_be_written_as_json() -> None:
+    from cmcsync._codec import MAX_EXTRA_DEPTH, Codec
+    from cmcsync.channels import get_channel
+    from cmcsync.cli._output import event_record
+    from cmcsync.storage import dumps
+
+    depth = MAX_EXTRA_DEPTH
+    deep = "[" * depth + "1" + "]" * depth
+    frame = json.loads(data_frame(0).replace('"pad": ""', '"x": ' + deep))
+    codec = Codec()
+    event = codec.decode(get_channel(PRICE), frame["params"], frame["data"], frame["ts"])
+
+    def write() -> tuple[str, str]:
+        # The writers of `cmcsync stream --format jsonl` and of the storage plugins.
+        return json.dumps(event_record(event, codec)), dumps(event.extra)
+
+    written = _on_a_thread(write)
+    assert isinstance(written, tuple), written
+    line, extra = written
+    assert line.endswith('"extra": {"x": ' + deep + "}}}")
+    assert extra == '{"x":' + deep + "}"
+
+
+def test_a_push_nested_too_deep_is_reported_and_the_connection_goes_on(
+    sim: Simulator, recorder: EventRecorder
+) -> None:
+    from cmcsync._codec import MAX_EXTRA_DEPTH
+
+    client = make_client(sim.url, recorder)
+    try:
+        client.subscribe(PRICE, crypto_ids=[1])
+        nested = "[" * 200 + "]" * 200
+        sim.push(data_frame(0).replace('"pad": ""', '"pad": "", "deep": ' + nested))
+        sim.push(data_frame(0).replace('"pad": ""', '"pad": "after"'))
+        after = recorder.wait_for(
+            lambda: next((e for e in recorder.events if e.extra.get("pad") == "after"), None)
+        )
+        assert after.price == 2.5
+        (call,) = recorder.wait_for(lambda: recorder.hook_calls("cmcsync_on_error"))
+        error = call["error"]
+        assert isinstance(error, cmcsync.DecodeError)
+        assert (error.kind, error.channel) == ("too_deep", PRICE)
+        assert f"key 'deep' nests deeper than {MAX_EXTRA_DEPTH} levels" in str(error)
+        assert malformed(client) == {"too_deep": 1}
+        assert not [e for e in recorder.events if "deep" in e.extra]
+        assert client.stats()["reconnects"] == 0
+        assert client.connected
+    finally:
+        client.close()
+
+
+def test_a_push_whose_params_nest_too_deep_is_reported_and_the_connection_goes_on(
+    sim: Simulator, recorder: EventRecorder
+) -> None:
+    from cmcsync._codec import MAX_EXTRA_DEPTH
+
+    client = make_client(sim.url, recorder)
+    try:
+        client.subscribe(PRICE, crypto_ids=[1])
+        nested = "[" * 200 + "]" * 200
+        sim.push(data_frame(0).replace('"crypto_ids": 1', '"crypto_ids": 1, "deep": ' + nested))
+        # Shallow but unknown params are still delivered (as unmatched): only depth is refused.
+        sim.push(data_frame(0).replace('"crypto_ids": 1', '"crypto_ids": [1]'))
+        sim.push(data_frame(0).replace('"pad": ""', '"pad": "after"'))
+        recorder.wait_for(lambda: any(e.extra.get("pad") == "after" for e in recorder.events))
+        (call,) = recorder.wait_for(lambda: recorder.hook_calls("cmcsync_on_error"))
+        error = call["error"]
+        assert isinstance(error, cmcsync.ProtocolError)
+        assert error.kind == "too_deep"
+        assert f"params nested deeper than {MAX_EXTRA_DEPTH} levels" in str(error)
+        assert malformed(client) == {"too_deep": 1}
+        assert not [e for e in recorder.events if "deep" in e.params]
+        assert [e.params for e in recorder.events if e.params != {"crypto_ids": 1}] == [
+            {"crypto_ids": [1]}
+        ]
+        assert client.stats()["reconnects"] == 0
+    finally:
+        client.close()

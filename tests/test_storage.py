@@ -1,16 +1,29 @@
-"""cmcsync.storage: the buffered writer on a fake store that fails, hangs and refuses."""
+"""cmcsync.storage: the buffered writer on a fake store that fails, hangs and refuses, and
+the JSON its values are written as."""
 
 from __future__ import annotations
 
+import enum
+import json
 import logging
+import math
+import re
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmcsync import Backoff
-from cmcsync.storage import BufferedWriter, PartlyWritten, WriterError
-from cmcsync.testing import wait_until
+from cmcsync.storage import BufferedWriter, PartlyWritten, WriterError, dumps, loads
+from cmcsync.testing import Simulator, stream_feed, wait_until
 
 FAST = Backoff(base=0.005, cap=0.01)
 
@@ -241,3 +254,169 @@ def test_reports_combine_into_one_error() -> None:
     both = WriterError.combine([one, WriterError("two", kind="dropped", count=5)])
     assert (both.kind, both.count, str(both)) == ("several", 6, "one; two")
     assert [report.kind for report in both.reports] == ["overflow", "dropped"]
+
+
+# --- dumps: any depth, the output of the recursive writer it replaced -------------------------
+
+
+def _recursive_dumps(value: Any) -> str:
+    """dumps as it was when it recursed: the reference for the walk."""
+    parts: list[str] = []
+    _recursive_write(value, parts.append)
+    return "".join(parts)
+
+
+def _recursive_write(value: Any, out: Callable[[str], object]) -> None:
+    kind = type(value)
+    if value is None:
+        out("null")
+    elif value is True or value is False:
+        out("true" if value else "false")
+    elif kind is int:
+        out(str(value))
+    elif kind is float:
+        out(json.dumps(value))
+    elif kind is Decimal:
+        if not value.is_finite():
+            out(json.dumps(float(value)))
+        else:
+            text = str(value)
+            out(text if ("." in text or "E" in text) else text + "E0")
+    elif kind is str:
+        out(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, Mapping):
+        out("{")
+        for n, (key, item) in enumerate(value.items()):
+            if n:
+                out(",")
+            out(json.dumps(str(key), ensure_ascii=False))
+            out(":")
+            _recursive_write(item, out)
+        out("}")
+    elif isinstance(value, (list, tuple)):
+        out("[")
+        for n, item in enumerate(value):
+            if n:
+                out(",")
+            _recursive_write(item, out)
+        out("]")
+    elif attrs.has(kind):
+        fields = attrs.fields(kind)
+        _recursive_write({field.name: getattr(value, field.name) for field in fields}, out)
+    elif isinstance(value, int):
+        out(str(int(value)))
+    else:
+        raise TypeError(f"cannot write {kind.__name__} {value!r} as JSON")
+
+
+def assert_same_as_recursive(value: Any) -> None:
+    """dumps writes ``value`` as the recursive writer did, or raises the same error."""
+    expected: str | Exception
+    try:
+        expected = _recursive_dumps(value)
+    except (TypeError, ValueError) as exc:  # no JSON form (a set, a signaling NaN...)
+        expected = exc
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected), match=f"^{re.escape(str(expected))}$"):
+            dumps(value)
+    else:
+        assert dumps(value) == expected
+
+
+@pytest.mark.parametrize("decimal", [False, True], ids=["float", "decimal"])
+def test_dumps_of_the_simulator_feed_is_unchanged(sim: Simulator, decimal: bool) -> None:
+    recorder = stream_feed(sim, decimal=decimal, per_channel=3)
+    with_windows = with_extra = 0
+    for event in recorder.events:
+        # What the storage plugins write: params, extra, windows; and the event as a whole.
+        assert_same_as_recursive(event.params)
+        assert_same_as_recursive(event.extra)
+        windows = getattr(event, "windows", None)
+        if windows is not None:
+            assert_same_as_recursive(windows)
+            with_windows += 1
+        with_extra += bool(event.extra)
+        assert_same_as_recursive(event)
+    assert with_windows and with_extra, "the feed has windows and extra keys"
+
+
+class _Side(enum.IntEnum):
+    BUY = 1
+
+
+class _Label(str):
+    pass
+
+
+@attrs.frozen
+class _Window:
+    ut: int
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def test_dumps_of_odd_values_is_unchanged() -> None:
+    shared = [Decimal("2.50"), (1, 2)]
+    odd = {
+        "decimals": [Decimal("5"), Decimal("1.10"), Decimal("-0E-8"), Decimal("1E+3")],
+        "not finite": [Decimal("NaN"), Decimal("-Infinity"), math.inf, math.nan, -0.0],
+        "ints": [10**30, -1, _Side.BUY, True, False, None],
+        "text": ["é", "\u2028", '"quoted"', "\\", "\x00", "🙂"],
+        "tuple": (1, (2.5, [None, True]), ()),
+        "keys": {1: "int", None: "none", 2.5: "float", _Label("label"): "str subclass"},
+        "mappings": OrderedDict(a=MappingProxyType({"b": [{}]})),
+        "windows": {"5m": _Window(ut=2, extra={"zz": [Decimal("1")]}), "1h": _Window(ut=3)},
+        "twice": [shared, {"again": shared}],
+        "empty": [[], {}, [[[]]], ""],
+    }
+    assert_same_as_recursive(odd)
+    for value in [None, 1, "text", Decimal("0.10"), [], {}]:
+        assert_same_as_recursive(value)
+    for value in [{"x": object()}, [b"raw"], [_Label("label")], {1, 2}, [Decimal("sNaN")]]:
+        assert_same_as_recursive(value)  # the same error
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.decimals(allow_nan=True)
+    | st.text(max_size=6)
+    | st.sampled_from([_Side.BUY, _Label("label"), b"raw"])
+)
+_trees = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=3) | st.integers() | st.none(), inner, max_size=4)
+        | st.builds(_Window, ut=st.integers(), extra=st.dictionaries(st.text(max_size=3), inner))
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(value=_trees)
+def test_dumps_of_any_value_is_unchanged(value: Any) -> None:
+    assert_same_as_recursive(value)
+
+
+def test_dumps_writes_values_at_any_depth() -> None:
+    depth = 20 * sys.getrecursionlimit()
+    value: Any = Decimal("0.10")
+    for _ in range(depth // 2):
+        value = [{"k": value}]
+    assert dumps(value) == '[{"k":' * (depth // 2) + "0.10" + "}]" * (depth // 2)
+    shallow = {"k": [[{"k": Decimal("1.5")}]]}
+    assert loads(dumps(shallow), decimal=True) == shallow
+
+
+def test_dumps_refuses_a_container_that_holds_itself() -> None:
+    loop: list[Any] = [1]
+    loop.append({"back": loop})
+    with pytest.raises(ValueError, match="holds itself"):
+        dumps({"extra": loop})
+    # The same container twice, once inside a sibling, is no loop.
+    once = [1]
+    assert dumps([once, {"again": once}]) == '[[1],{"again":[1]}]'

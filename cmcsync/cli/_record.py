@@ -174,7 +174,8 @@ class FrameRecorder:
 def _is_data(frame: str) -> bool:
     try:
         message = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the standard parser reads: not counted as data.
         return False
     return isinstance(message, dict) and message.get("type") == "data"
 
@@ -293,7 +294,11 @@ def read_frames(path: str) -> Iterator[tuple[float, list[str | bytes]]]:
 
 
 def _parse_line(line: str) -> tuple[float, str | bytes]:
-    record = json.loads(line)
+    try:
+        record = json.loads(line)
+    except RecursionError:
+        # A record is one object holding strings: a line nested deeper is not one.
+        raise ValueError("nested too deep to be a record") from None
     t = record.get("t") if isinstance(record, dict) else None
     if isinstance(t, bool) or not isinstance(t, (int, float)):
         # A bad line is bad input like the others: ValueError, reported with its number.

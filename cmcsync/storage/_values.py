@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -133,56 +133,91 @@ def read_real(text: str, decimal: bool) -> float | Decimal:
 # --- JSON with exact decimals ----------------------------------------------------------------
 
 
+#: A str as a JSON string, other than ASCII kept as it is: ``json.dumps(text,
+#: ensure_ascii=False)``, without building an encoder for each string.
+_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def dumps(value: Any) -> str:
     """Write ``value`` as compact JSON, a Decimal as a number with its exact digits.
 
     A Decimal without a point or exponent gets ``E0`` (``5`` -> ``5E0``), so that it reads
     back as a Decimal and not as an int. Window objects are written as their attributes.
     Non-finite floats are written as ``Infinity``/``NaN``, as Python's :mod:`json` does.
+    Containers are written at any depth: the walk keeps its own stack instead of recursing.
 
     :raises TypeError: for a value JSON cannot hold.
+    :raises ValueError: for a container that holds itself, which has no JSON form.
     """
     parts: list[str] = []
-    _write(value, parts.append)
-    return "".join(parts)
-
-
-def _write(value: Any, out: Callable[[str], object]) -> None:
-    kind = type(value)
-    if value is None:
-        out("null")
-    elif value is True or value is False:
-        out("true" if value else "false")
-    elif kind is int:
-        out(str(value))
-    elif kind is float:
-        out(json.dumps(value))
-    elif kind is Decimal:
-        out(_decimal_text(value))
-    elif kind is str:
-        out(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, Mapping):
-        out("{")
-        for n, (key, item) in enumerate(value.items()):
+    out = parts.append
+    # One frame per container being written, outermost first: its id, its numbered entries
+    # not yet written (key-value pairs for an object), whether it is an object, and the
+    # bracket that closes it.
+    stack: list[tuple[int, Iterator[tuple[int, Any]], bool, str]] = []
+    open_ids: set[int] = set()
+    while True:
+        # Write ``value``: all of it if it is a scalar, its opening bracket if a container.
+        kind = type(value)
+        entries: Iterable[Any] | None = None
+        if value is None:
+            out("null")
+        elif value is True or value is False:
+            out("true" if value else "false")
+        elif kind is int:
+            out(str(value))
+        elif kind is float:
+            out(json.dumps(value))
+        elif kind is Decimal:
+            out(_decimal_text(value))
+        elif kind is str:
+            out(_string(value))
+        elif isinstance(value, Mapping):
+            entries, keyed = value.items(), True
+        elif isinstance(value, (list, tuple)):
+            entries, keyed = value, False
+        elif attrs.has(kind):
+            fields = attrs.fields(kind)
+            entries, keyed = [(field.name, getattr(value, field.name)) for field in fields], True
+        elif isinstance(value, int):  # an int subclass such as an IntEnum
+            out(str(int(value)))
+        else:
+            raise TypeError(f"cannot write {kind.__name__} {value!r} as JSON")
+        if entries is not None:
+            if id(value) in open_ids:
+                raise ValueError(
+                    f"cannot write {kind.__name__} {_short(value)} as JSON: it holds itself"
+                )
+            out("{" if keyed else "[")
+            stack.append((id(value), enumerate(entries), keyed, "}" if keyed else "]"))
+            open_ids.add(id(value))
+        # Then find the next value: the next entry of the innermost open container, closing
+        # the containers that have none left.
+        while stack:
+            ident, numbered, keyed, closer = stack[-1]
+            entry = next(numbered, None)
+            if entry is None:
+                out(closer)
+                stack.pop()
+                open_ids.discard(ident)
+                continue
+            n, item = entry
             if n:
                 out(",")
-            out(json.dumps(str(key), ensure_ascii=False))
-            out(":")
-            _write(item, out)
-        out("}")
-    elif isinstance(value, (list, tuple)):
-        out("[")
-        for n, item in enumerate(value):
-            if n:
-                out(",")
-            _write(item, out)
-        out("]")
-    elif attrs.has(kind):
-        _write({field.name: getattr(value, field.name) for field in attrs.fields(kind)}, out)
-    elif isinstance(value, int):  # an int subclass such as an IntEnum
-        out(str(int(value)))
-    else:
-        raise TypeError(f"cannot write {kind.__name__} {value!r} as JSON")
+            if keyed:
+                key, value = item
+                out(_string(str(key)))
+                out(":")
+            else:
+                value = item
+            break
+        else:
+            return "".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _decimal_text(value: Decimal) -> str:
