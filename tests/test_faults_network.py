@@ -166,10 +166,12 @@ def test_server_restarted_on_the_same_port_gets_everything_back(
     assert any("Connection refused" in r for r in failure_reasons(recorder)[1:])
 
 
-def _reject_one_replay_request(sim: Simulator, client: cmcsync.Client) -> set[object]:
-    """Have the first subscribe of the next replay refused with 5001; return what it held."""
+def _reject_one_replay_request(
+    sim: Simulator, client: cmcsync.Client, code: int = 5001
+) -> set[object]:
+    """Have the first subscribe of the next replay refused with ``code``; return what it held."""
     first = sim.connections()[0]
-    sim.fail_next_subscribe(5001, detail="replay fault")
+    sim.fail_next_subscribe(code, detail="replay fault")
     sim.close_all(1012, "restart")
     sim.wait_for(lambda: first.closed)
     sim.wait_for(
@@ -237,18 +239,7 @@ def test_subscribe_refused_during_replay_for_a_reason_of_its_own_waits_for_the_n
     try:
         subscribe_mix(client)
         wanted = wanted_set(client)
-        first = sim.connections()[0]
-        sim.fail_next_subscribe(2302)
-        sim.close_all(1012, "restart")
-        sim.wait_for(lambda: first.closed)
-        sim.wait_for(
-            lambda: (
-                cmcsync.SubscriptionState.REJECTED in client.subscriptions().values()
-                and cmcsync.SubscriptionState.PENDING not in client.subscriptions().values()
-            ),
-            what="the replay settled with a rejection",
-        )
-        rejected = {s for s, st in client.subscriptions().items() if st.value == "rejected"}
+        rejected = _reject_one_replay_request(sim, client, code=2302)
         sent = _subscribes_for(sim, rejected)
         # Not the server's failure: sending it again would be refused again. Retries of a
         # server error would come within the backoff cap (0.2 s); none comes in 1 s.
