@@ -172,6 +172,8 @@ def test_ready_follows_the_start_once_rules(
     monkeypatch.setattr("cmcsync.contrib.django.apps.detect_launch", lambda: launches["worker"])
     config.ready()
     cmc.get_client().wait_connected(5)
+    # The client may see its socket open before the server has recorded the connection.
+    sim.wait_for(lambda: len(sim.all_connections()) == 2, what="the worker's connection")
     assert len(sim.all_connections()) == 2
 
 
