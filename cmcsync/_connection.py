@@ -7,10 +7,19 @@ knows which library carries the frames.
 A :class:`Connection` lives from :meth:`Connection.start` to :meth:`Connection.close` and
 survives any number of sockets. Its reader thread (``cmcsync-reader-N``) connects, reads
 frames in batches and hands them to its :class:`Handler`, and reconnects with backoff when
-the socket ends. While a socket is open, a keep-alive thread (``cmcsync-keepalive-N``) sends
-a JSON ping every ping interval and declares the socket dead when nothing at all has come
-back within the pong timeout after a ping, even if TCP still looks open. :meth:`Connection.ping`
-sends one on demand and waits for the pong that echoes its id.
+the socket ends.
+
+Given a :class:`ReadHost` (the dispatcher thread), the reader thread lends it the open
+socket whenever that thread is idle: the host then reads the frames itself, between its
+plugin calls, and no thread has to be woken per frame. The reader thread stands by meanwhile
+and takes the reading back as soon as the host stays away from the socket longer than
+:data:`STALL_AFTER` (a slow plugin) or stops; it lends again once the host is idle. The
+socket's end, found by either thread, is always handled by the reader thread.
+
+While a socket is open, a keep-alive thread (``cmcsync-keepalive-N``) sends a JSON ping
+every ping interval and declares the socket dead when nothing at all has come back within
+the pong timeout after a ping, even if TCP still looks open. :meth:`Connection.ping` sends
+one on demand and waits for the pong that echoes its id.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ from cmcsync.exceptions import (
     GaveUpError,
 )
 
-__all__ = ["Connection", "ConnectionState", "Handler", "redact_url"]
+__all__ = ["STALL_AFTER", "Connection", "ConnectionState", "Handler", "ReadHost", "redact_url"]
 
 log = logging.getLogger("cmcsync.connection")
 
@@ -106,6 +115,10 @@ OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
 #: A received frame: (opcode, payload bytes).
 Frame = tuple[int, bytes]
 
+#: Seconds the host of a lent socket may stay away from it (in a plugin) before the
+#: reader thread takes the reading back.
+STALL_AFTER = 0.02
+
 
 class ConnectionState(str, enum.Enum):
     """Where a connection slot stands."""
@@ -125,7 +138,13 @@ class ConnectionState(str, enum.Enum):
 
 
 class Handler(Protocol):
-    """What a :class:`Connection` tells its owner. Every method runs on the reader thread."""
+    """What a :class:`Connection` tells its owner.
+
+    Every method runs on the reader thread, except :meth:`on_frames`, which the host runs
+    for the frames it reads from a lent socket. Batches are handed over in the order they
+    were read, but the host may still be inside the call for one batch when the reader
+    thread, having taken the reading back, makes the call for the next.
+    """
 
     def on_open(self, conn: Connection, reconnect: bool) -> None:
         """A socket opened; ``reconnect`` is false for the first one."""
@@ -143,6 +162,26 @@ class Handler(Protocol):
 
     def on_fatal(self, conn: Connection, error: CmcsyncError) -> None:
         """The slot stopped for good; ``error`` says why (AuthError, GaveUpError)."""
+
+
+class ReadHost(Protocol):
+    """A thread that can read lent sockets: see the module docstring."""
+
+    def idle(self) -> bool:
+        """Whether the host has nothing to do: lending it a socket then costs no delay."""
+
+    def borrow(self, conn: Connection, fd: int) -> bool:
+        """Start reading ``conn`` (by calling :meth:`Connection.read_lent`).
+
+        :returns: whether the socket was taken (false once the host has stopped).
+        """
+
+    def give_back(self, conn: Connection) -> None:
+        """Stop reading ``conn``'s socket."""
+
+    def stalls_in(self) -> float:
+        """Seconds until the host has been away from its sockets for :data:`STALL_AFTER`:
+        ``0.0`` once it has (or has stopped)."""
 
 
 def redact_url(url: str) -> str:
@@ -206,6 +245,7 @@ class Connection:
     :param max_frame_bytes: the largest frame (or fragmented message) accepted, in bytes. A
         larger one is refused from its header, before its payload is read: the socket is
         closed with 1009 and replaced, and the frame is counted as malformed (``too_large``).
+    :param host: a thread to lend the open socket to while it is idle, or ``None``.
     """
 
     def __init__(
@@ -222,6 +262,7 @@ class Connection:
         proxy: str | None = None,
         next_id: Callable[[], int] | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        host: ReadHost | None = None,
     ) -> None:
         self.url = url
         self._header = [f"{_protocol.API_KEY_HEADER}: {api_key}"]
@@ -248,12 +289,28 @@ class Connection:
         self._dead_reason: str | None = None
         # Pings sent by ping(), by request id, until their pong comes or their caller gives up.
         self._pings: dict[int, _PendingPing] = {}
+        # The open socket's frame reader; whoever reads it (the reader thread, or the host
+        # while _lent) does so alone: _lent changes only under _read_lock, and the host reads
+        # only under it.
+        self._host = host
+        self._read_lock = threading.Lock()
+        self._frames: FrameReader | None = None
+        self._pending: Callable[[], int] | None = None
+        self._counted = (0, 0)
+        self._lent = False
+        # The end of the socket the host found, with the frames it read before it.
+        self._handed: tuple[list[Frame], tuple[int | None, str]] | None = None
+        self._standby = threading.Event()
 
         # Counters read by Client.stats(); written by the reader thread only.
         self.frames_received = 0
         self.bytes_received = 0
         self.frames_sent = 0
         self.pings_sent = 0
+        # Times the socket was lent to the host, and taken back from it because it stayed
+        # away too long (a slow plugin) or stopped.
+        self.lends = 0
+        self.takebacks = 0
         self.connects = 0
         self.failed_attempts = 0
         self.last_close_code: int | None = None
@@ -278,12 +335,14 @@ class Connection:
         """Stop reconnecting and drop the socket, without waiting (:meth:`close` joins)."""
         self._stop.set()
         self._ka_wake.set()
+        self._standby.set()
         self._abort()
 
     def close(self, timeout: float) -> None:
         """Close the socket politely (close 1000) and join every thread this slot started."""
         self._stop.set()
         self._ka_wake.set()
+        self._standby.set()
         ws = self._ws
         if ws is not None and ws.connected:
             try:
@@ -537,53 +596,152 @@ class Connection:
         sock = ws.sock
         if sock is None:
             return None, "connection lost: no socket"
-        reader = FrameReader(sock.recv, self.max_frame_bytes)
-        limit = self._batch_size
-        counted = [0, 0]
-
-        def account() -> None:
-            self.frames_received += reader.frames - counted[0]
-            self.bytes_received += reader.payload_bytes - counted[1]
-            counted[:] = reader.frames, reader.payload_bytes
-
-        while True:
-            batch: list[Frame] = []
-            try:
-                control = reader.read(batch, limit)
-            except FrameTooLarge as exc:
-                account()
-                batch.append((OPCODE_TOO_LARGE, str(exc).encode()))
-                self._deliver(batch)
-                try:
-                    ws.send_close(1009, b"frame too large")
-                except (websocket.WebSocketException, OSError):
-                    pass
-                return 1009, str(exc)
-            except (FrameError, websocket.WebSocketException, OSError) as exc:
-                account()
+        self._frames = FrameReader(sock.recv, self.max_frame_bytes)
+        self._counted = (0, 0)
+        # A TLS socket may hold decrypted bytes that select() cannot see.
+        self._pending = getattr(sock, "pending", None)
+        host = self._host
+        try:
+            while True:
+                batch, end, _ = self._read_batch(-1)
+                # Asked before the batch is handed over, which keeps the host busy a while.
+                lend = host is not None and end is None and host.idle()
                 if batch:
                     self._deliver(batch)
-                if self._stop.is_set():
-                    return 1000, "client closing"
-                return None, f"connection lost: {_describe(exc)}"
-            self._last_rx = time.monotonic()
-            account()
-            if batch:
-                self._deliver(batch)
-            if control is None:
-                continue
-            opcode, data = control
-            if opcode == OPCODE_CLOSE:
-                try:
-                    ws.send_close()
-                except (websocket.WebSocketException, OSError):
-                    pass
-                return _parse_close(data)
-            if opcode == OPCODE_PING:
-                try:
+                if end is not None:
+                    return end
+                if lend and host is not None:
+                    end = self._lend(host, sock.fileno())
+                    if end is not None:
+                        return end
+        finally:
+            if self._lent and host is not None:
+                with self._read_lock:
+                    self._lent = False
+                host.give_back(self)
+            self._frames = None
+            self._pending = None
+
+    def _read_batch(self, recvs: int) -> tuple[list[Frame], tuple[int | None, str] | None, bool]:
+        """Read one batch of frames and answer a control frame after it.
+
+        :param recvs: passed to :meth:`FrameReader.read`.
+        :returns: the frames, how the socket ended (close code, reason) if it did, and
+            whether the buffer may hold more complete frames.
+        """
+        reader = self._frames
+        assert reader is not None
+        batch: list[Frame] = []
+        try:
+            control = reader.read(batch, self._batch_size, recvs)
+        except FrameTooLarge as exc:
+            self._account(reader)
+            batch.append((OPCODE_TOO_LARGE, str(exc).encode()))
+            self._send_close(1009, b"frame too large")
+            return batch, (1009, str(exc)), False
+        except (FrameError, websocket.WebSocketException, OSError) as exc:
+            self._account(reader)
+            if self._stop.is_set():
+                return batch, (1000, "client closing"), False
+            return batch, (None, f"connection lost: {_describe(exc)}"), False
+        self._last_rx = time.monotonic()
+        self._account(reader)
+        if control is None:
+            return batch, None, len(batch) >= self._batch_size
+        opcode, data = control
+        if opcode == OPCODE_CLOSE:
+            self._send_close(1000, b"")
+            return batch, _parse_close(data), False
+        if opcode == OPCODE_PING:
+            ws = self._ws
+            try:
+                if ws is not None:
                     ws.pong(data)
-                except (websocket.WebSocketException, OSError):
-                    pass  # the read that follows finds the socket gone
+            except (websocket.WebSocketException, OSError):
+                pass  # the read that follows finds the socket gone
+        return batch, None, True
+
+    def _account(self, reader: FrameReader) -> None:
+        frames, payload = self._counted
+        self.frames_received += reader.frames - frames
+        self.bytes_received += reader.payload_bytes - payload
+        self._counted = (reader.frames, reader.payload_bytes)
+
+    def _send_close(self, status: int, reason: bytes) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            ws.send_close(status, reason)
+        except (websocket.WebSocketException, OSError):
+            pass
+
+    # --- lending the socket to the host ---------------------------------------------------
+
+    def _lend(self, host: ReadHost, fd: int) -> tuple[int | None, str] | None:
+        """Lend the socket if the host is idle, and stand by until it is back.
+
+        :returns: how the socket ended, if the host found out; ``None`` when this thread
+            reads again (the host was not idle, stalled or stopped, or the slot is closing).
+        """
+        with self._read_lock:
+            if self._stop.is_set() or not host.borrow(self, fd):
+                return None
+            self._lent = True
+            self.lends += 1
+        standby = self._standby
+        while True:
+            standby.wait(max(host.stalls_in(), 0.001))
+            standby.clear()
+            with self._read_lock:
+                handed = self._handed
+                if handed is not None:
+                    self._handed = None
+                    break
+                if self._stop.is_set():
+                    self._lent = False
+                elif host.stalls_in() <= 0.0:
+                    self._lent = False
+                    self.takebacks += 1
+                else:
+                    continue
+            host.give_back(self)
+            return None
+        batch, end = handed
+        if batch:
+            self._deliver(batch)
+        return end
+
+    def read_lent(self, readable: bool) -> bool:
+        """Read a batch from the lent socket and hand it over; run by the host.
+
+        The host calls this when :func:`select.select` finds the socket readable, and again
+        at once while it returns true. Reads at most once from the socket.
+
+        :param readable: whether the socket is known to be readable.
+        :returns: whether more frames may be waiting in the buffer.
+        """
+        with self._read_lock:
+            if not self._lent:
+                return False
+            pending = self._pending
+            recvs = 1 if readable or (pending is not None and pending()) else 0
+            batch, end, more = self._read_batch(recvs)
+            if end is not None:
+                # The reader thread handles the end, and hands over what came before it.
+                self._lent = False
+                self._handed = (batch, end)
+        if end is not None:
+            host = self._host
+            if host is not None:
+                host.give_back(self)
+            self._standby.set()
+            return False
+        if batch:
+            # Not _deliver: while the host is in the plugins, the reader thread reads, so the
+            # keep-alive must not take that time as the reader's.
+            self._handler.on_frames(self, batch)
+        return more or (pending is not None and pending() > 0)
 
     def _deliver(self, batch: Sequence[Frame]) -> None:
         self._busy = True

@@ -20,6 +20,7 @@ window keeps none of a delivered event's strings alive.
 from __future__ import annotations
 
 import numbers
+import threading
 from collections import deque
 from collections.abc import Callable, Hashable
 from operator import attrgetter
@@ -143,10 +144,14 @@ class Deduper:
         self.window = window
         self.dropped = 0
         self._memories: dict[str, _Memory] = {}
-        # The row of the previous call and its memory (None: the row names no key). Rows are
-        # frozen, and most calls repeat the previous row, so this skips the lookup.
-        self._row: Channel | None = None
-        self._memory: _Memory | None = None
+        # The row of the previous call and its memory (None: the row names no key), in one
+        # attribute so that another thread never sees half of it. Rows are frozen, and most
+        # calls repeat the previous row, so this skips the lookup.
+        self._last: tuple[Channel | None, _Memory | None] = (None, None)
+        # Two threads may decode at once (several connections, or a reader thread taking a
+        # socket back from a dispatcher thread still at work): looking a key up and
+        # remembering it is one step.
+        self._lock = threading.Lock()
 
     def is_duplicate(self, channel: Channel, event: Event) -> bool:
         """Remember ``event`` and say whether its key was already remembered.
@@ -156,7 +161,9 @@ class Deduper:
         :returns: ``True`` if the event is a copy of a recent one (and is counted in
             :attr:`dropped`), ``False`` otherwise.
         """
-        memory = self._memory if channel is self._row else self._recall(channel)
+        row, memory = self._last
+        if channel is not row:
+            memory = self._recall(channel)
         if memory is None:
             return False
         try:
@@ -180,14 +187,15 @@ class Deduper:
         else:
             key = _rare_key(tx, index)
         keys = memory.keys
-        if key in keys:
-            self.dropped += 1
-            return True
-        keys[key] = None
-        order = memory.order
-        order.append(key)
-        if len(order) > self.window:
-            del keys[order.popleft()]
+        with self._lock:
+            if key in keys:
+                self.dropped += 1
+                return True
+            keys[key] = None
+            order = memory.order
+            order.append(key)
+            if len(order) > self.window:
+                del keys[order.popleft()]
         return False
 
     def _recall(self, channel: Channel) -> _Memory | None:
@@ -195,10 +203,11 @@ class Deduper:
         names = channel.dedupe_key
         memory = None
         if names and len(names) >= 2:
-            memory = self._memories.get(channel.name)
-            if memory is None:
-                memory = self._memories[channel.name] = _Memory(names)
-            elif memory.names is not names:
-                memory.read_with(names)  # another row of the same name: keys stay shared
-        self._row, self._memory = channel, memory
+            with self._lock:
+                memory = self._memories.get(channel.name)
+                if memory is None:
+                    memory = self._memories[channel.name] = _Memory(names)
+                elif memory.names is not names:
+                    memory.read_with(names)  # another row of the same name: keys stay shared
+        self._last = (channel, memory)
         return memory

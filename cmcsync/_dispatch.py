@@ -6,6 +6,12 @@ in arrival order (:mod:`cmcsync._queue`), calls the plugins, then feeds
 :meth:`cmcsync.Client.events`. No user code runs on a reader thread, so a slow plugin never
 delays a ping.
 
+While it has nothing queued, the dispatcher thread reads the connections' sockets itself
+(they are lent to it: :class:`cmcsync._connection.ReadHost`) and calls the plugins straight
+from the read, so a quiet stream costs no thread wake-up per frame. It waits on those sockets
+and on its queue's bell at once (one :mod:`selectors` call); a reader thread takes its socket
+back as soon as the dispatcher stays away from it too long, in a slow plugin.
+
 Each plugin's implementation is called on its own rather than through pluggy's call loop,
 which stops at the first implementation that raises: a failure is logged with the plugin and
 hook names, counted and reported through ``cmcsync_on_plugin_error``, and the other plugins
@@ -17,6 +23,8 @@ from __future__ import annotations
 import collections
 import inspect
 import logging
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +33,7 @@ from typing import Any
 import pluggy
 
 from cmcsync import hookspecs
+from cmcsync._connection import STALL_AFTER, Connection
 from cmcsync._queue import EventQueue, Note
 from cmcsync.channels import CHANNELS
 from cmcsync.config import DispatchConfig
@@ -102,6 +111,17 @@ class Dispatcher:
         self._delivering = threading.Lock()
         self._owner: int | None = None
 
+        # Thread mode: the sockets lent by the connections (fd by connection), the bell the
+        # queue rings through, and since when the thread has been away from its sockets
+        # (0.0 while it waits on them).
+        self._loans_lock = threading.Lock()
+        self._loans: dict[Connection, int] = {}
+        self._loans_changed = False
+        self._hosting = False
+        self._bell: tuple[socket.socket, socket.socket] | None = None
+        self._away = 0.0
+        self._from_read = False
+
         # Iterator state, guarded by _iter_cond.
         self._iter_cond = threading.Condition()
         self._iter_buf: collections.deque[Event] = collections.deque()
@@ -136,6 +156,13 @@ class Dispatcher:
                 return
             self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             self._queue.consumer = self._thread
+            if not self._inline:
+                receive, send = socket.socketpair()
+                receive.setblocking(False)
+                send.setblocking(False)
+                self._bell = (receive, send)
+                self._queue.set_waker(self._ring)
+                self._hosting = True
             self._thread.start()
 
     def finish(self, error: BaseException | None) -> None:
@@ -198,6 +225,22 @@ class Dispatcher:
         if self._inline:
             self._submit_inline(events)
             return
+        if self._from_read and threading.current_thread() is self._thread:
+            # Read from a lent socket by this thread: delivered now, and nothing is queued
+            # (it drained the queue before reading).
+            queue = self._queue
+            if queue.closing:  # too late, as for a queued batch
+                queue.count("submitted", len(events))
+                queue.count("undelivered", len(events))
+                return
+            self._from_read = False
+            try:
+                queue.count("submitted", len(events))
+                self._refresh()
+                self._deliver(events)
+            finally:
+                self._from_read = True
+            return
         report = self._queue.put(events)
         if report:
             self._log_report(report)
@@ -258,6 +301,61 @@ class Dispatcher:
                 report,
                 _REPORT_LOG_INTERVAL,
             )
+
+    # ---------------------------------------------------------------------------------------
+    # Lent sockets (cmcsync._connection.ReadHost)
+    # ---------------------------------------------------------------------------------------
+
+    def read_host(self) -> Dispatcher | None:
+        """This dispatcher, if its thread reads lent sockets (thread mode), else ``None``."""
+        return None if self._inline else self
+
+    def idle(self) -> bool:
+        """Whether the thread waits on its sockets with nothing queued (a hint)."""
+        queue = self._queue
+        return self._hosting and not self._away and queue.empty and not queue.closing
+
+    def borrow(self, conn: Connection, fd: int) -> bool:
+        """Start reading ``conn``'s socket, unless the thread has stopped.
+
+        :param conn: the connection; its :meth:`~Connection.read_lent` is called when ``fd``
+            is readable, or at once when it was just lent.
+        :param fd: the socket's file descriptor.
+        :returns: whether the socket was taken.
+        """
+        with self._loans_lock:
+            if not self._hosting:
+                return False
+            self._loans[conn] = fd
+            self._loans_changed = True
+        self._ring()
+        return True
+
+    def give_back(self, conn: Connection) -> None:
+        """Stop reading ``conn``'s socket (the thread forgets it before it next waits)."""
+        with self._loans_lock:
+            if self._loans.pop(conn, None) is not None:
+                self._loans_changed = True
+
+    def stalls_in(self) -> float:
+        """Seconds until the thread has been away from its sockets for ``STALL_AFTER``.
+
+        :returns: ``0.0`` once it has, or when it no longer reads sockets.
+        """
+        if not self._hosting:
+            return 0.0
+        away = self._away
+        if not away:
+            return STALL_AFTER
+        return max(0.0, away + STALL_AFTER - time.monotonic())
+
+    def _ring(self) -> None:
+        bell = self._bell
+        if bell is not None:
+            try:
+                bell[1].send(b"\0")
+            except OSError:  # full (it will wake anyway) or closed (it is gone)
+                pass
 
     # ---------------------------------------------------------------------------------------
     # The iterator behind Client.events()
@@ -342,14 +440,94 @@ class Dispatcher:
                         finally:
                             self._owner = None
                 return
-            while (batch := queue.take()) is not None:
-                self._refresh()
-                self._deliver(batch)
+            self._run_hosting()
         except BaseException as exc:  # a bug here must not leave producers blocked for ever
             logger.critical("the cmcsync dispatcher thread failed", exc_info=exc)
             self.finish(exc)
         finally:
+            self._stop_hosting()
             self._stopped()
+
+    def _run_hosting(self) -> None:
+        """Deliver what is queued; while nothing is, read the lent sockets."""
+        queue = self._queue
+        bell = self._bell
+        assert bell is not None
+        selector = selectors.DefaultSelector()
+        selector.register(bell[0], selectors.EVENT_READ, None)
+        registered: dict[int, Connection] = {}
+        # Connections to read again without waiting: their buffers may hold frames.
+        again: list[Connection] = []
+        try:
+            while True:
+                batch = queue.take_or_sleep()
+                if batch is None:
+                    return
+                if batch is not False:
+                    assert isinstance(batch, list)
+                    self._away = time.monotonic()
+                    self._refresh()
+                    self._deliver(batch)
+                    continue
+                if self._loans_changed:
+                    again += self._sync(selector, registered)
+                if again:
+                    ready = [(conn, False) for conn in again]
+                    again = []
+                else:
+                    self._away = 0.0
+                    ready = []
+                    for key, _ in selector.select():
+                        if key.data is None:
+                            _drain(bell[0])
+                        else:
+                            ready.append((key.data, True))
+                    self._away = time.monotonic()
+                self._from_read = True
+                try:
+                    for conn, readable in ready:
+                        if conn.read_lent(readable):
+                            again.append(conn)
+                finally:
+                    self._from_read = False
+        finally:
+            selector.close()
+
+    def _sync(
+        self, selector: selectors.BaseSelector, registered: dict[int, Connection]
+    ) -> list[Connection]:
+        """Wait on the sockets lent now; return the connections new among them."""
+        with self._loans_lock:
+            loans = dict(self._loans)
+            self._loans_changed = False
+        for fd, conn in list(registered.items()):
+            if loans.get(conn) != fd:
+                del registered[fd]
+                try:
+                    selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+        new = []
+        for conn, fd in loans.items():
+            if fd not in registered:
+                try:
+                    selector.register(fd, selectors.EVENT_READ, conn)
+                except (KeyError, ValueError, OSError):
+                    # Closed meanwhile: its reader thread finds out and takes it back.
+                    continue
+                registered[fd] = conn
+                new.append(conn)
+        return new
+
+    def _stop_hosting(self) -> None:
+        with self._loans_lock:
+            self._hosting = False
+            self._loans.clear()
+        self._away = 0.0
+        bell, self._bell = self._bell, None
+        if bell is not None:
+            for end in bell:
+                end.close()
 
     def _deliver(self, batch: Sequence[object]) -> None:
         data, any_hooks, client, queue = self._data, self._any, self._client, self._queue
@@ -503,3 +681,12 @@ class Dispatcher:
         self._any = any_hooks
         self._entries = entries
         self._cache_key = generation
+
+
+def _drain(sock: socket.socket) -> None:
+    """Empty a non-blocking bell socket."""
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:  # nothing left (BlockingIOError)
+        pass

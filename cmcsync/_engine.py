@@ -113,6 +113,7 @@ class Engine:
                 proxy=proxy,
                 next_id=requests.next_id,
                 max_frame_bytes=max_frame_bytes,
+                host=dispatcher.read_host(),
             )
 
         self.pool: Pool[Connection] = Pool(
@@ -800,6 +801,8 @@ class Engine:
                 "bytes_received": c.bytes_received,
                 "frames_sent": c.frames_sent,
                 "pings_sent": c.pings_sent,
+                "lends": c.lends,
+                "takebacks": c.takebacks,
             }
             for c in conns
         ]
@@ -818,6 +821,7 @@ class Engine:
             "bytes_received": sum(c.bytes_received for c in conns),
             "frames_sent": sum(c.frames_sent for c in conns),
             "pings_sent": sum(c.pings_sent for c in conns),
+            "takebacks": sum(c.takebacks for c in conns),
             "pongs": self.pongs,
             "acks": self.acks,
             "server_errors": self.server_errors,

@@ -109,7 +109,9 @@ class FrameReader:
         self.frames = 0
         self.payload_bytes = 0
 
-    def read(self, batch: list[tuple[int, bytes]], limit: int) -> tuple[int, bytes] | None:
+    def read(
+        self, batch: list[tuple[int, bytes]], limit: int, recvs: int = -1
+    ) -> tuple[int, bytes] | None:
         """Append complete messages to ``batch``; stop at a control frame.
 
         Blocks only while ``batch`` is empty: once it holds a message and the buffer has no
@@ -117,6 +119,10 @@ class FrameReader:
 
         :param batch: receives ``(opcode, payload)`` of text and binary messages, in order.
         :param limit: return once ``batch`` holds this many messages.
+        :param recvs: how many times the socket may be read; ``-1`` (the default) reads
+            until a message or control frame is complete. ``0`` only cuts what is already
+            buffered, and ``1`` reads once, for a socket known to be readable: either may
+            return with ``batch`` empty, keeping a partial frame for the next call.
         :returns: ``(opcode, payload)`` of a control frame (close, ping, pong) that came
             after the messages in ``batch``, or ``None``.
         :raises FrameTooLarge: for a frame or message larger than ``max_frame_bytes``,
@@ -163,9 +169,13 @@ class FrameReader:
                             return None
                         continue
                 # No complete frame left in the buffer.
-                if batch:
+                if batch or not recvs:
                     return None
-                buf = self._fill(buf, pos)
+                if recvs < 0:
+                    buf = self._fill(buf, pos)
+                else:
+                    recvs -= 1
+                    buf = self._fill_once(buf, pos)
                 pos = 0
         finally:
             self._buf = buf
@@ -227,6 +237,23 @@ class FrameReader:
             self._frag_parts = []
             self._frag_size = 0
         return end, None
+
+    def _fill_once(self, buf: bytes, pos: int) -> bytes:
+        """Read once, as much as the frame at ``pos`` still needs (at least a full read);
+        return the bytes from ``pos`` on and what was read."""
+        rest = buf[pos:]
+        need = _needed(rest, self._limit) if rest else -1
+        data = self._recv(
+            READ_SIZE if need < 0 else max(READ_SIZE, min(need - len(rest), _MAX_READ))
+        )
+        if not data:
+            raise ConnectionEnded("the server closed the connection without a close frame")
+        return rest + data if rest else data
+
+    @property
+    def buffered(self) -> bool:
+        """Whether bytes not yet cut into frames are waiting in the buffer."""
+        return self._pos < len(self._buf)
 
     def _fill(self, buf: bytes, pos: int) -> bytes:
         """Read until the frame at ``pos`` is complete, or its header is there and refuses it;

@@ -17,7 +17,7 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cmcsync.channels import CHANNELS
@@ -99,6 +99,9 @@ class EventQueue:
         self._bell = threading.Lock()
         self._bell.acquire()
         self._sleeping = False
+        # Set by a consumer that waits on something else as well (the dispatcher thread also
+        # waits for its sockets): called instead of releasing the bell.
+        self._waker: Callable[[], None] | None = None
         self._not_full = threading.Condition(self._lock)
         self._items: collections.deque[object] = collections.deque()
         self._depth = 0  # data events queued; notes do not count against the capacity
@@ -186,6 +189,35 @@ class EventQueue:
                 self._sleeping = True
             self._bell.acquire()
 
+    def take_or_sleep(self) -> list[object] | bool | None:
+        """Take up to ``batch_size`` items, or mark the consumer asleep if there are none.
+
+        For a consumer that waits with its own means: the waker given to :meth:`set_waker`
+        is called once something is queued after this returned ``False``.
+
+        :returns: events and notes in order; ``None`` once closing and drained (or out of
+            time); ``False`` when nothing is queued.
+        """
+        with self._lock:
+            if self._items:
+                self._sleeping = False
+                if self._closing and time.monotonic() >= self._deadline:
+                    return None
+                return self._take()
+            if self._closing:
+                return None
+            self._sleeping = True
+            return False
+
+    def set_waker(self, waker: Callable[[], None]) -> None:
+        """Have :meth:`take_or_sleep`'s consumer woken by ``waker`` (called under the lock)."""
+        self._waker = waker
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is queued (a hint: it may change at once)."""
+        return not self._items
+
     def wait(self) -> bool:
         """Wait until something is queued.
 
@@ -250,7 +282,10 @@ class EventQueue:
     def _ring(self) -> None:
         if self._sleeping:
             self._sleeping = False
-            self._bell.release()
+            if self._waker is not None:
+                self._waker()
+            else:
+                self._bell.release()
 
     def _take(self) -> list[object]:
         items = self._items

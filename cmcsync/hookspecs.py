@@ -14,8 +14,9 @@ Installed packages register plugins through the ``cmcsync`` entry-point group (s
 :mod:`cmcsync.plugins`).
 
 Every hook except :func:`cmcsync_subscriptions` runs on the dispatcher thread
-``cmcsync-dispatch``, never on the thread that reads the socket, so a slow plugin delays other
-plugins but never a ping. cmcsync calls each plugin on its own: one plugin raising does not
+``cmcsync-dispatch``, never on a connection's reader thread, so a slow plugin delays other
+plugins but never a ping: the reader thread reads the socket whenever the dispatcher thread
+is busy. cmcsync calls each plugin on its own: one plugin raising does not
 keep the others from the call (see the **Exceptions** paragraph of each hook).
 """
 
@@ -280,7 +281,7 @@ def cmcsync_on_event(event: events.Event, client: Client) -> None:
         :mod:`cmcsync.events`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event, in arrival order, before the channel's own hook (such as
     :func:`cmcsync_on_kline`) and before :meth:`cmcsync.Client.events` yields it.
@@ -303,7 +304,7 @@ def cmcsync_on_crypto_latest_price(event: events.CryptoLatestPrice, client: Clie
     :param event: the decoded :class:`cmcsync.events.CryptoLatestPrice`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -326,7 +327,7 @@ def cmcsync_on_token_agg_event(event: events.TokenAggEvent, client: Client) -> N
     :param event: the decoded :class:`cmcsync.events.TokenAggEvent`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -350,7 +351,7 @@ def cmcsync_on_transaction(event: events.Transaction, client: Client) -> None:
         per token of the pair) is delivered once.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -373,7 +374,7 @@ def cmcsync_on_liquidity_event(event: events.LiquidityEvent, client: Client) -> 
     :param event: the decoded :class:`cmcsync.events.LiquidityEvent`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -396,7 +397,7 @@ def cmcsync_on_kline(event: events.Kline, client: Client) -> None:
     :param event: the decoded :class:`cmcsync.events.Kline`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -419,7 +420,7 @@ def cmcsync_on_token_metric(event: events.TokenMetric, client: Client) -> None:
     :param event: the decoded :class:`cmcsync.events.TokenMetric`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -442,7 +443,7 @@ def cmcsync_on_pool_metric(event: events.PoolMetric, client: Client) -> None:
     :param event: the decoded :class:`cmcsync.events.PoolMetric`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -465,7 +466,7 @@ def cmcsync_on_unique_trader(event: events.UniqueTrader, client: Client) -> None
     :param event: the decoded :class:`cmcsync.events.UniqueTrader`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -488,7 +489,7 @@ def cmcsync_on_holders_metrics(event: events.HoldersMetrics, client: Client) -> 
     :param event: the decoded :class:`cmcsync.events.HoldersMetrics`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.
@@ -511,7 +512,7 @@ def cmcsync_on_holder_wallet_update(event: events.HolderWalletUpdate, client: Cl
     :param event: the decoded :class:`cmcsync.events.HolderWalletUpdate`.
     :param client: the client that received it.
 
-    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never the socket's reader thread.
+    **Thread**: the dispatcher thread ``cmcsync-dispatch``; never a reader thread.
 
     **When**: for each event of the channel, in arrival order, after
     :func:`cmcsync_on_event` has been called for it.

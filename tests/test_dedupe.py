@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections import deque
 from collections.abc import Hashable
 from decimal import Decimal
@@ -312,3 +314,39 @@ def test_events_are_the_same_exactly_when_hash_and_index_are_equal(
     deduper = Deduper(window=window)
     said = [deduper.is_duplicate(TRANSACTION, swap(tx, log_index=i)) for tx, i in pairs]
     assert said == _as_before(pairs, window)
+
+
+def test_two_threads_checking_the_same_swaps_let_each_through_once() -> None:
+    # Two threads decode at once when a reader thread takes its socket back from a busy
+    # dispatcher thread, or with several connections: each swap must still pass once.
+    deduper = Deduper()
+    copies = [swap(f"0x{n:064x}", log_index=1) for n in range(2_000)]
+    passed: list[list[events.Transaction]] = [[], []]
+    start = threading.Barrier(2)
+
+    def check(mine: list[events.Transaction]) -> None:
+        for event in copies:
+            start.wait()  # both threads on the same swap at the same moment
+            if not deduper.is_duplicate(TRANSACTION, event):
+                mine.append(event)
+            # The other channel too, so the cached row changes under the other thread.
+            deduper.is_duplicate(LIQUIDITY, swap_as_liquidity(event))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    try:
+        threads = [threading.Thread(target=check, args=(mine,)) for mine in passed]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(switch)
+    assert len(passed[0]) + len(passed[1]) == len(copies)
+    assert deduper.dropped == len(copies) + len(copies)  # the second copy of each, both channels
+
+
+def swap_as_liquidity(event: events.Transaction) -> events.LiquidityEvent:
+    return events.LiquidityEvent(
+        channel=LIQUIDITY.name, params={}, ts=0, tx_hash=event.tx_hash, log_index=event.log_index
+    )

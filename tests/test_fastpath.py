@@ -21,7 +21,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +67,17 @@ def reader_over(chunks: list[bytes], limit: int = 1 << 20) -> tuple[FrameReader,
         return next(feed, b"")
 
     return FrameReader(recv, limit), asked
+
+
+def split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    """``stream`` in pieces of the sizes in ``cuts``, repeated as needed."""
+    chunks, position = [], 0
+    for cut in cuts * (len(stream) // max(1, sum(cuts)) + 1):
+        if position >= len(stream):
+            break
+        chunks.append(stream[position : position + cut])
+        position += cut
+    return chunks
 
 
 def read_all(reader: FrameReader) -> list[tuple[int, bytes]]:
@@ -119,14 +130,36 @@ def test_reader_yields_the_same_frames_however_the_stream_is_split(
                 # Between two fragments, a control frame comes out before the message.
                 stream += frame(b"hb%d" % number, 0x9)
                 expected.append((0x9, b"hb%d" % number))
-    chunks, position = [], 0
-    for cut in cuts * (len(stream) // max(1, sum(cuts)) + 1):
-        if position >= len(stream):
-            break
-        chunks.append(stream[position : position + cut])
-        position += cut
-    reader, _ = reader_over(chunks)
+    reader, _ = reader_over(split(stream, cuts))
     assert read_all(reader) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(messages=_messages, cuts=st.lists(st.integers(1, 9000), min_size=1, max_size=30))
+def test_reader_reading_once_per_call_yields_the_same_frames(
+    messages: list[tuple[int, int, int, bool, bool]], cuts: list[int]
+) -> None:
+    # How the dispatcher thread reads a lent socket: one recv per readable socket, and
+    # calls that only cut what is buffered.
+    stream = b"".join(
+        frame(bytes(size % 256 for _ in range(size)), opcode, mask=b"\x01\x02\x03\x04" * masked)
+        for opcode, size, _, masked, _ in messages
+    )
+    expected = [(opcode, bytes(size % 256 for _ in range(size))) for opcode, size, *_ in messages]
+    chunks = split(stream, cuts)
+    reader, asked = reader_over(chunks)
+    out: list[tuple[int, bytes]] = []
+    for _ in range(len(chunks)):
+        calls = len(asked)
+        batch: list[tuple[int, bytes]] = []
+        reader.read(batch, 1000, 0)
+        assert len(asked) == calls, "recvs=0 must not read the socket"
+        out += batch
+        batch = []
+        reader.read(batch, 1000, 1)
+        assert len(asked) == calls + 1
+        out += batch
+    assert out == expected
 
 
 def test_reader_refuses_an_oversize_frame_from_its_header() -> None:
@@ -187,9 +220,13 @@ class RawServer:
     Each connection gets a welcome, then whatever :meth:`send` is given; the frames the
     client sends are unmasked and kept in :attr:`received` as (opcode, payload), and a
     close frame is answered.
+
+    :param answer: given the payload of each text frame the client sends, returns the bytes
+        to write back (or ``None``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[bytes], bytes | None] | None = None) -> None:
+        self._answer = answer
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}/v1"
@@ -241,6 +278,11 @@ class RawServer:
             with self._cond:
                 self.received += batch + ([control] if control else [])
                 self._cond.notify_all()
+            if self._answer is not None:
+                for opcode, payload in batch:
+                    reply = self._answer(payload) if opcode == 0x1 else None
+                    if reply:
+                        sock.sendall(reply)
             if control is not None and control[0] == 0x8:
                 sock.sendall(frame(control[1][:2], 0x8))  # answer the close, as servers do
                 return
@@ -254,6 +296,13 @@ class RawServer:
         """Write ``data`` on the latest connection."""
         self.wait(lambda: self._conns)
         self._conns[-1].sendall(data)
+
+    def drop(self) -> None:
+        """Close the latest connection without a close frame."""
+        self.wait(lambda: self._conns)
+        # Shut down first: a plain close waits for this server's own reader of the socket.
+        self._conns[-1].shutdown(socket.SHUT_RDWR)
+        self._conns[-1].close()
 
     def close(self) -> None:
         self._stop.set()
