@@ -13,8 +13,11 @@ Given a :class:`ReadHost` (the dispatcher thread), the reader thread lends it th
 socket whenever that thread is idle: the host then reads the frames itself, between its
 plugin calls, and no thread has to be woken per frame. The reader thread stands by meanwhile
 and takes the reading back as soon as the host stays away from the socket longer than
-:data:`STALL_AFTER` (a slow plugin) or stops; it lends again once the host is idle. The
-socket's end, found by either thread, is always handled by the reader thread.
+:data:`STALL_AFTER` (a slow plugin) or stops; it lends again once the host is idle. Standing
+by, it looks at the host every :data:`STALL_AFTER`, or, once the host has waited on idle
+sockets for :data:`DOZE_AFTER`, not until the host wakes it, so an idle client does not
+wake up 50 times a second. The socket's end, found by either thread, is always handled by
+the reader thread.
 
 While a socket is open, a keep-alive thread (``cmcsync-keepalive-N``) sends a JSON ping
 every ping interval and declares the socket dead when nothing at all has come back within
@@ -28,6 +31,7 @@ import enum
 import ipaddress
 import itertools
 import logging
+import math
 import re
 import socket
 import ssl
@@ -59,7 +63,15 @@ from cmcsync.exceptions import (
     GaveUpError,
 )
 
-__all__ = ["STALL_AFTER", "Connection", "ConnectionState", "Handler", "ReadHost", "redact_url"]
+__all__ = [
+    "DOZE_AFTER",
+    "STALL_AFTER",
+    "Connection",
+    "ConnectionState",
+    "Handler",
+    "ReadHost",
+    "redact_url",
+]
 
 log = logging.getLogger("cmcsync.connection")
 
@@ -118,6 +130,9 @@ Frame = tuple[int, bytes]
 #: Seconds the host of a lent socket may stay away from it (in a plugin) before the
 #: reader thread takes the reading back.
 STALL_AFTER = 0.02
+#: Seconds of the host waiting on an idle socket after which its reader thread stops
+#: checking on it every ``STALL_AFTER``: the host wakes it when it gets busy again.
+DOZE_AFTER = 0.5
 
 
 class ConnectionState(str, enum.Enum):
@@ -181,7 +196,9 @@ class ReadHost(Protocol):
 
     def stalls_in(self) -> float:
         """Seconds until the host has been away from its sockets for :data:`STALL_AFTER`:
-        ``0.0`` once it has (or has stopped)."""
+        ``0.0`` once it has (or has stopped), infinity while it has been idle for
+        :data:`DOZE_AFTER` (it then calls :meth:`Connection.wake_standby` when it stops
+        waiting)."""
 
 
 def redact_url(url: str) -> str:
@@ -362,6 +379,11 @@ class Connection:
     def open(self) -> bool:
         """Whether a socket is open right now."""
         return self.state is ConnectionState.OPEN
+
+    @property
+    def lent(self) -> bool:
+        """Whether the socket is lent to the host now (the host reads it)."""
+        return self._lent
 
     def recycle(self, reason: str) -> None:
         """Drop the current socket so the reader reconnects (and replays) at once."""
@@ -691,7 +713,8 @@ class Connection:
             self.lends += 1
         standby = self._standby
         while True:
-            standby.wait(max(host.stalls_in(), 0.001))
+            wait = host.stalls_in()
+            standby.wait(None if wait == math.inf else max(wait, 0.001))
             standby.clear()
             with self._read_lock:
                 handed = self._handed
@@ -711,6 +734,10 @@ class Connection:
         if batch:
             self._deliver(batch)
         return end
+
+    def wake_standby(self) -> None:
+        """Have the reader thread, standing by for a lent socket, check on the host now."""
+        self._standby.set()
 
     def read_lent(self, readable: bool) -> bool:
         """Read a batch from the lent socket and hand it over; run by the host.

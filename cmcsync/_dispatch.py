@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import inspect
 import logging
+import math
 import selectors
 import socket
 import threading
@@ -33,7 +34,7 @@ from typing import Any
 import pluggy
 
 from cmcsync import hookspecs
-from cmcsync._connection import STALL_AFTER, Connection
+from cmcsync._connection import DOZE_AFTER, STALL_AFTER, Connection
 from cmcsync._queue import EventQueue, Note
 from cmcsync.channels import CHANNELS
 from cmcsync.config import DispatchConfig
@@ -120,6 +121,8 @@ class Dispatcher:
         self._hosting = False
         self._bell: tuple[socket.socket, socket.socket] | None = None
         self._away = 0.0
+        # Since when the thread has waited on its sockets (set before each wait).
+        self._idle_since = math.inf
         self._from_read = False
 
         # Iterator state, guarded by _iter_cond.
@@ -345,9 +348,12 @@ class Dispatcher:
         if not self._hosting:
             return 0.0
         away = self._away
-        if not away:
-            return STALL_AFTER
-        return max(0.0, away + STALL_AFTER - time.monotonic())
+        if away:
+            return max(0.0, away + STALL_AFTER - time.monotonic())
+        if time.monotonic() - self._idle_since >= DOZE_AFTER:
+            # Idle a while: the thread wakes the lenders itself when it leaves this wait.
+            return math.inf
+        return STALL_AFTER
 
     def _ring(self) -> None:
         bell = self._bell
@@ -475,6 +481,7 @@ class Dispatcher:
                     ready = [(conn, False) for conn in again]
                     again = []
                 else:
+                    self._idle_since = time.monotonic()
                     self._away = 0.0
                     ready = []
                     for key, _ in selector.select():
@@ -482,7 +489,13 @@ class Dispatcher:
                             _drain(bell[0])
                         else:
                             ready.append((key.data, True))
-                    self._away = time.monotonic()
+                    self._away = now = time.monotonic()
+                    if now - self._idle_since >= DOZE_AFTER:
+                        # The lenders may be waiting without a timeout (stalls_in()).
+                        with self._loans_lock:
+                            lenders = list(self._loans)
+                        for conn in lenders:
+                            conn.wake_standby()
                 self._from_read = True
                 try:
                     for conn, readable in ready:
@@ -522,7 +535,10 @@ class Dispatcher:
     def _stop_hosting(self) -> None:
         with self._loans_lock:
             self._hosting = False
+            lenders = list(self._loans)
             self._loans.clear()
+        for conn in lenders:
+            conn.wake_standby()  # to take their sockets back
         self._away = 0.0
         bell, self._bell = self._bell, None
         if bell is not None:

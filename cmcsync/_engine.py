@@ -801,6 +801,7 @@ class Engine:
                 "bytes_received": c.bytes_received,
                 "frames_sent": c.frames_sent,
                 "pings_sent": c.pings_sent,
+                "lent": c.lent,
                 "lends": c.lends,
                 "takebacks": c.takebacks,
             }
