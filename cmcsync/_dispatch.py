@@ -117,6 +117,8 @@ class Dispatcher:
         # (0.0 while it waits on them).
         self._loans_lock = threading.Lock()
         self._loans: dict[Connection, int] = {}
+        # Lent since the thread last looked: their buffers may already hold frames.
+        self._fresh: list[Connection] = []
         self._loans_changed = False
         self._hosting = False
         self._bell: tuple[socket.socket, socket.socket] | None = None
@@ -330,6 +332,7 @@ class Dispatcher:
             if not self._hosting:
                 return False
             self._loans[conn] = fd
+            self._fresh.append(conn)
             self._loans_changed = True
         self._ring()
         return True
@@ -509,9 +512,10 @@ class Dispatcher:
     def _sync(
         self, selector: selectors.BaseSelector, registered: dict[int, Connection]
     ) -> list[Connection]:
-        """Wait on the sockets lent now; return the connections new among them."""
+        """Wait on the sockets lent now; return the connections lent since the last call."""
         with self._loans_lock:
             loans = dict(self._loans)
+            fresh, self._fresh = [c for c in self._fresh if c in loans], []
             self._loans_changed = False
         for fd, conn in list(registered.items()):
             if loans.get(conn) != fd:
@@ -520,7 +524,6 @@ class Dispatcher:
                     selector.unregister(fd)
                 except (KeyError, ValueError):
                     pass
-        new = []
         for conn, fd in loans.items():
             if fd not in registered:
                 try:
@@ -529,14 +532,14 @@ class Dispatcher:
                     # Closed meanwhile: its reader thread finds out and takes it back.
                     continue
                 registered[fd] = conn
-                new.append(conn)
-        return new
+        return fresh
 
     def _stop_hosting(self) -> None:
         with self._loans_lock:
             self._hosting = False
             lenders = list(self._loans)
             self._loans.clear()
+            self._fresh.clear()
         for conn in lenders:
             conn.wake_standby()  # to take their sockets back
         self._away = 0.0
