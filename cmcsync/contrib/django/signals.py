@@ -10,8 +10,8 @@
     def store_price(sender, event, client, **kwargs):
         Price.objects.update_or_create(crypto_id=event.crypto_id, defaults={"usd": event.price})
 
-Every signal is sent on the client's dispatcher thread ``cmcsync-dispatch`` (never on the
-thread that reads the socket), in the order the hooks fire. ``sender`` is the event's class
+Every signal is sent on the client's dispatcher thread ``cmcsync-dispatch`` (never on a
+connection's reader thread), in the order the hooks fire. ``sender`` is the event's class
 for :data:`event_received` (so ``sender=`` filters by channel) and the client's class for the
 others; the keyword arguments are the hook's.
 
