@@ -319,7 +319,8 @@ class Connection:
         self._handed: tuple[list[Frame], tuple[int | None, str]] | None = None
         self._standby = threading.Event()
 
-        # Counters read by Client.stats(); written by the reader thread only.
+        # Counters read by Client.stats(). The traffic counters are written by whichever
+        # thread reads the socket (one at a time); pings_sent by the keep-alive and ping().
         self.frames_received = 0
         self.bytes_received = 0
         self.frames_sent = 0
@@ -428,6 +429,7 @@ class Connection:
             sent = time.monotonic()
             if not self.send(_protocol.ping_request(request_id)):
                 raise ConnectionFailedError(f"connection {self.index} is not open")
+            self.pings_sent += 1
             if not pending.answered.wait(timeout):
                 raise CmcsyncTimeoutError(f"no pong within {timeout:g} s")
         finally:

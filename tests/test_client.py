@@ -274,7 +274,7 @@ def test_ping_returns_the_round_trip_of_a_ping_the_server_answered(
 ) -> None:
     client.start()
     client.wait_connected(5)
-    pongs = client.stats()["pongs"]
+    pongs, pings = client.stats()["pongs"], client.stats()["pings_sent"]
     first = client.ping()
     second = client.ping(timeout=2)
     assert isinstance(first, float) and first > 0
@@ -282,8 +282,9 @@ def test_ping_returns_the_round_trip_of_a_ping_the_server_answered(
     requests = sent_by_client(sim, "ping")
     assert [sorted(r) for r in requests] == [["id", "method"], ["id", "method"]]
     assert len({r["id"] for r in requests}) == 2, "each ping has its own id"
-    # ping() returns once the pong is read and counted.
+    # ping() returns once the pong is read and counted; its pings are counted too.
     assert client.stats()["pongs"] == pongs + 2
+    assert client.stats()["pings_sent"] == pings + 2
 
 
 def test_ping_needs_an_open_connection_and_does_not_start_the_client(sim: Simulator) -> None:
