@@ -172,23 +172,6 @@ class EventQueue:
             self._ring()
             return True
 
-    def take(self) -> list[object] | None:
-        """Wait for items and take up to ``batch_size`` of them, slots unwrapped.
-
-        :returns: events and notes in order, or ``None`` once closing and drained (or out of
-            time).
-        """
-        while True:
-            with self._lock:
-                if self._items:
-                    if self._closing and time.monotonic() >= self._deadline:
-                        return None
-                    return self._take()
-                if self._closing:
-                    return None
-                self._sleeping = True
-            self._bell.acquire()
-
     def take_or_sleep(self) -> list[object] | bool | None:
         """Take up to ``batch_size`` items, or mark the consumer asleep if there are none.
 

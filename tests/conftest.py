@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: a simulator, a client on it, and a thread check."""
+"""Fixtures shared by the test modules: a simulator, a raw server, a client on the
+simulator, and a thread check."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 import cmcsync
 from cmcsync.testing import EventRecorder, Simulator
+from tests._rawserver import RawServer
 
 KEY = "test-key"
 
@@ -37,6 +39,16 @@ def sim() -> Iterator[Simulator]:
     """A simulator with fast feeds and a short ping interval."""
     with Simulator(api_keys=(KEY,), speed=200.0, seed=7, ping_interval_ms=10_000) as server:
         yield server
+
+
+@pytest.fixture
+def raw() -> Iterator[RawServer]:
+    """A started :class:`tests._rawserver.RawServer`, closed after the test."""
+    server = RawServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

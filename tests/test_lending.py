@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ import pytest
 import cmcsync
 from cmcsync import _dispatch
 from cmcsync.testing import EventRecorder, Simulator, wait_until
+from tests._rawserver import RawServer, frame
 from tests.conftest import KEY
-from tests.test_fastpath import RawServer, frame
 
 PRICE = "market@crypto_latest_price"
 
@@ -73,15 +72,6 @@ def doze(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     return str(request.param)
 
 
-@pytest.fixture
-def raw() -> Iterator[RawServer]:
-    server = RawServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def lending_client(url: str, *plugins: object, **kwargs: Any) -> cmcsync.Client:
     """A client in thread mode (the default) with these plugins and short timeouts."""
     kwargs.setdefault("timeouts", cmcsync.Timeouts(ack=5.0, pong=0.5, close=2.0))
@@ -101,6 +91,19 @@ def lend_by_pushing(raw: RawServer, client: cmcsync.Client, seen: Seen, after: i
         if connection_stats(client)["lent"]:
             return number
     raise AssertionError(f"the socket was never lent: {connection_stats(client)}")
+
+
+def hold_the_dispatcher(
+    raw: RawServer, client: cmcsync.Client, seen: Seen, release: threading.Event
+) -> int:
+    """Start ``client``, have its socket lent, then send a push whose hook waits for
+    ``release``; return that push's number once the hook holds the dispatcher thread."""
+    client.start()
+    held = lend_by_pushing(raw, client, seen, 0) + 1
+    seen.hold[held] = release
+    raw.send(push(held))
+    assert seen.holding.wait(5)
+    return held
 
 
 def connection_stats(client: cmcsync.Client) -> dict[str, Any]:
@@ -135,11 +138,7 @@ def test_a_slow_hook_gets_the_socket_read_by_its_reader_thread_meanwhile(
     release = threading.Event()
     client = lending_client(raw.url, seen)
     try:
-        client.start()
-        held = lend_by_pushing(raw, client, seen, 0) + 1
-        seen.hold[held] = release
-        raw.send(push(held))
-        assert seen.holding.wait(5)
+        held = hold_the_dispatcher(raw, client, seen, release)
         frames_before = connection_stats(client)["frames_received"]
         # While the hook holds the dispatcher thread: pushes are read, and a ping answered.
         last = held + 200
@@ -266,11 +265,7 @@ def test_close_returns_while_a_hook_holds_the_dispatcher_thread(raw: RawServer) 
     release = threading.Event()
     client = lending_client(raw.url, seen, timeouts=cmcsync.Timeouts(close=0.5))
     try:
-        client.start()
-        held = lend_by_pushing(raw, client, seen, 0) + 1
-        seen.hold[held] = release
-        raw.send(push(held))
-        assert seen.holding.wait(5)
+        hold_the_dispatcher(raw, client, seen, release)
         closer = threading.Thread(target=client.close)
         closer.start()
         # The reader thread takes its socket back to close it: close() does not wait for the

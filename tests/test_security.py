@@ -4,8 +4,6 @@ hostile frames (huge, deeply nested) that cost neither the reader thread nor unb
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +34,7 @@ from tests._proxy import (
     wait_flowing,
     wait_replayed,
 )
+from tests._rawserver import upgrade
 from tests.conftest import KEY, make_client
 
 FAST = cmcsync.Backoff(base=0.01, cap=0.05, long_base=0.1)
@@ -403,23 +402,7 @@ class RawServer:
             return
         with sock:
             sock.settimeout(5)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += sock.recv(4096)
-            nonce = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key:")
-            )
-            accept = base64.b64encode(
-                hashlib.sha1(  # RFC 6455 fixes SHA-1 for the handshake; no secret involved
-                    nonce + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11", usedforsecurity=False
-                ).digest()
-            )
-            sock.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            upgrade(sock)
             for chunk in self.chunks:
                 sock.sendall(chunk)
             self._read_until_closed(sock)
