@@ -703,10 +703,10 @@ class Connection:
     # --- lending the socket to the host ---------------------------------------------------
 
     def _lend(self, host: ReadHost, fd: int) -> tuple[int | None, str] | None:
-        """Lend the socket if the host is idle, and stand by until it is back.
+        """Lend the socket to the host, and stand by until it comes back.
 
         :returns: how the socket ended, if the host found out; ``None`` when this thread
-            reads again (the host was not idle, stalled or stopped, or the slot is closing).
+            reads again (the host stalled or stopped, or the slot is closing).
         """
         with self._read_lock:
             if self._stop.is_set() or not host.borrow(self, fd):
@@ -744,8 +744,8 @@ class Connection:
     def read_lent(self, readable: bool) -> bool:
         """Read a batch from the lent socket and hand it over; run by the host.
 
-        The host calls this when :func:`select.select` finds the socket readable, and again
-        at once while it returns true. Reads at most once from the socket.
+        The host calls this when the socket is readable, once when it was just lent, and
+        again at once while it returns true. Reads at most once from the socket.
 
         :param readable: whether the socket is known to be readable.
         :returns: whether more frames may be waiting in the buffer.

@@ -88,7 +88,8 @@ def _unmask(mask: bytes, payload: bytes) -> bytes:
 class FrameReader:
     """Cut complete frames out of a socket's byte stream.
 
-    Not thread-safe: one reader thread owns it, for the lifetime of one socket.
+    Not thread-safe: one thread at a time reads with it, for the lifetime of one socket
+    (a connection hands it between its reader thread and the dispatcher thread).
 
     :param recv: the socket's ``recv`` (blocking); an empty result means the peer is gone.
     :param max_frame_bytes: the largest frame, or fragmented message, accepted.
