@@ -230,6 +230,15 @@ def test_price_levels_and_market_cap() -> None:
                 assert data["mc"] == pytest.approx(data["p"] * data["cs"])
 
 
+def test_stablecoins_hold_their_peg_and_barely_change() -> None:
+    made = feeds()
+    for cid in (825, 3408):
+        for data in ticks(made, "market@crypto_latest_price", {"crypto_ids": cid}, 2000):
+            assert 0.995 < data["p"] < 1.005
+            changes = [data.get(key) for key in ("p24h", "p7d", "p30d", "pall")]
+            assert all(abs(change) <= 0.5 for change in changes if change is not None), data
+
+
 def test_unknown_ids_get_a_level_from_the_id_alone() -> None:
     first = next(ticks(feeds(seed=1), "market@crypto_latest_price", {"crypto_ids": 999_999}, 1))
     other = next(ticks(feeds(seed=2), "market@crypto_latest_price", {"crypto_ids": 999_999}, 1))

@@ -56,8 +56,11 @@ def _price_state(world: World, cid: int) -> dict[str, Any]:
     rng = random.Random(f"cid|{cid}")  # the level depends on the id only, not the seed
     price, supply = CRYPTOS.get(cid, (10 ** rng.uniform(-5, 2), 10 ** rng.uniform(7, 11)))
     seeded = world.rng(("price", cid))
-    changes = {key: seeded.uniform(-15, 25) for key in _CHANGES}
-    changes["pall"] = seeded.uniform(50, 5e5) if cid != 1 else 131_301_167.42
+    if cid in _STABLE_CIDS:  # pegged: a fraction of a percent over any period
+        changes = {key: seeded.uniform(-0.3, 0.3) for key in _CHANGES}
+    else:
+        changes = {key: seeded.uniform(-15, 25) for key in _CHANGES}
+        changes["pall"] = seeded.uniform(50, 5e5) if cid != 1 else 131_301_167.42
     return {"p": price, "cs": supply, "turnover": seeded.uniform(0.01, 0.08), **changes}
 
 
@@ -71,9 +74,15 @@ def _price_emit(world: World, source: Source) -> list[Delivery]:
     cid = source[1]
     rng = world.rng(source)
     st = world.state(source, lambda: _price_state(world, cid))
-    st["p"] = world.walk(rng, st["p"], 0.0002 if cid in _STABLE_CIDS else 0.0015)
-    for key in _CHANGES[:-1]:
-        st[key] += rng.gauss(0.0, 0.05)
+    if cid in _STABLE_CIDS:
+        # Pulled back to the peg, so it never drifts away however long the run.
+        st["p"] = 1.0 + (st["p"] - 1.0) * 0.9 + rng.gauss(0.0, 0.0002)
+        for key in _CHANGES:
+            st[key] = max(-0.5, min(0.5, st[key] + rng.gauss(0.0, 0.005)))
+    else:
+        st["p"] = world.walk(rng, st["p"], 0.0015)
+        for key in _CHANGES[:-1]:
+            st[key] += rng.gauss(0.0, 0.05)
     mc = st["p"] * st["cs"]
     data = {"cid": cid, "p": st["p"], "vu": mc * st["turnover"], "mc": mc, "cs": st["cs"]}
     data.update({key: st[key] for key in _CHANGES})
