@@ -20,6 +20,10 @@ A plugin is checked when it is registered, not when its hook is first called: a 
 named ``cmcsync_*`` that matches no hook, takes arguments its hook does not have, or lacks
 the ``@cmcsync.hookimpl`` marker is refused at once with a :class:`~cmcsync.ConfigError`
 naming the plugin and the hook, and the manager is left as it was.
+
+A plugin package reads its own settings (``CMCSYNC_SQL_URL``...) with :func:`settings_from`,
+from a Django or Flask settings object and the environment, the way cmcsync-sql,
+cmcsync-redis and cmcsync-prometheus do.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import importlib.metadata
 import inspect
 import logging
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -47,6 +51,7 @@ __all__ = [
     "make_plugin_manager",
     "plugin_info",
     "register",
+    "settings_from",
 ]
 
 logger = logging.getLogger("cmcsync.plugins")
@@ -59,6 +64,9 @@ DISABLE_AUTOLOAD_ENV = "CMCSYNC_DISABLE_PLUGIN_AUTOLOAD"
 PLUGINS_ENV = "CMCSYNC_PLUGINS"
 
 _PREFIX = "cmcsync_"
+_SETTING_PREFIX = "CMCSYNC_"
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen(kw_only=True)
@@ -183,6 +191,90 @@ def plugin_info(pm: pluggy.PluginManager) -> list[PluginInfo]:
             PluginInfo(name=name, hooks=tuple(hooks), distribution=dist_name, version=version)
         )
     return sorted(infos, key=lambda info: info.name)
+
+
+def settings_from(
+    cls: Callable[..., _T],
+    names: Mapping[str, str],
+    settings: Mapping[str, Any] | object,
+    *,
+    environ: Mapping[str, str] | None = None,
+    numbers: Mapping[str, tuple[Callable[[str], object], str]] | None = None,
+    strip: bool = False,
+) -> _T:
+    """Build a plugin's settings from a host's settings object, then from the environment.
+
+    Each setting name in ``names`` takes the first value found in:
+
+    1. ``settings``, by key for a mapping (Flask's ``app.config``, Django's ``CMCSYNC``
+       dict) and by attribute for any other object (``django.conf.settings``): the name in
+       full (``CMCSYNC_SQL_URL``), then without ``CMCSYNC_`` (``SQL_URL``). ``None`` counts
+       as not set.
+    2. ``environ``, by the name in full. An empty string counts as not set.
+
+    A setting found in neither is left out, so ``cls`` uses its default. A value is passed
+    to ``cls`` as found (a string, a list, an int...), except that a string for an attribute
+    in ``numbers`` is parsed first. For example::
+
+        ENV = {"CMCSYNC_SQL_URL": "url", "CMCSYNC_SQL_BATCH_SIZE": "batch_size"}
+        settings = settings_from(
+            SqlSettings, ENV, app.config, numbers={"batch_size": (int, "a whole number")}
+        )
+
+    :param cls: the settings class, usually a frozen attrs class with keyword-only
+        arguments and validators; called with the attributes found, as keyword arguments.
+    :param names: setting name -> the attribute of ``cls`` it sets.
+    :param settings: where to look first; ``{}`` to look only in the environment.
+    :param environ: where to look for the names ``settings`` lacks; ``os.environ`` by
+        default, ``{}`` for nowhere.
+    :param numbers: attribute -> ``(parse, what)``, for attributes that take a number. A
+        string value is replaced by ``parse(value)``; when ``parse`` raises
+        :class:`ValueError`, the error says the setting must be ``what``:
+        ``CMCSYNC_SQL_BATCH_SIZE must be a whole number, not 'lots'``.
+    :param strip: remove the whitespace around every string value before it is parsed or
+        passed on.
+    :returns: what ``cls`` returns.
+    :raises ConfigError: with ``param`` set to the setting name, for a number ``parse``
+        refuses; and for a :class:`~cmcsync.ConfigError` raised by ``cls`` whose ``param``
+        is an attribute in ``names``, re-raised with the setting name before its message
+        (``CMCSYNC_SQL_URL: ...``). Any other error of ``cls`` is raised as it is.
+    """
+    env = os.environ if environ is None else environ
+    parsers = numbers or {}
+    values: dict[str, Any] = {}
+    for name, attribute in names.items():
+        value = _setting(settings, name)
+        if value is None:
+            value = env.get(name) or None
+        if value is None:
+            continue
+        if strip and isinstance(value, str):
+            value = value.strip()
+        if attribute in parsers and isinstance(value, str):
+            parse, what = parsers[attribute]
+            try:
+                value = parse(value)
+            except ValueError:
+                raise ConfigError(f"{name} must be {what}, not {value!r}", param=name) from None
+        values[attribute] = value
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        setting = next((n for n, a in names.items() if a == exc.param), None)
+        if setting is None:
+            raise
+        raise ConfigError(f"{setting}: {exc}", param=setting) from exc
+
+
+def _setting(settings: Mapping[str, Any] | object, name: str) -> Any:
+    # The full name (Flask's app.config, Django's settings module), then the name after the
+    # prefix (the keys of Django's CMCSYNC dict, as cmcsync.contrib reads them).
+    keys = (name, name.removeprefix(_SETTING_PREFIX))
+    if isinstance(settings, Mapping):
+        found = (settings.get(key) for key in keys)
+    else:
+        found = (getattr(settings, key, None) for key in keys)
+    return next((value for value in found if value is not None), None)
 
 
 def _allow_list() -> frozenset[str] | None:

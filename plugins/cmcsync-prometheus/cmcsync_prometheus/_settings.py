@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from cmcsync import ConfigError
+from cmcsync.plugins import settings_from
 
 __all__ = ["DEFAULT_PORT", "ENV", "HTTP_THREAD", "LATENCY_BUCKETS", "PrometheusSettings"]
 
@@ -40,6 +40,11 @@ ENV: Mapping[str, str] = {
     "CMCSYNC_PROMETHEUS_PORT": "port",
     "CMCSYNC_PROMETHEUS_ADDR": "addr",
     "CMCSYNC_PROMETHEUS_BUCKETS": "buckets",
+}
+
+# The attributes whose settings are numbers, and how a string for one is read.
+_NUMBERS: Mapping[str, tuple[type[int], str]] = {
+    "port": (int, "a port number (0 picks a free one)"),
 }
 
 
@@ -104,28 +109,7 @@ class PrometheusSettings:
             default, ``{}`` for nowhere.
         :raises ConfigError: naming the setting whose value cannot be used.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, attribute in ENV.items():
-            value = _lookup(settings, name)
-            if value is None:
-                value = env.get(name) or None
-            if value is None:
-                continue
-            if attribute == "port" and isinstance(value, str):
-                try:
-                    value = int(value)
-                except ValueError:
-                    raise ConfigError(
-                        f"{name} must be a port number (0 picks a free one), not {value!r}",
-                        param=name,
-                    ) from None
-            values[attribute] = value
-        try:
-            return cls(**values)
-        except ConfigError as exc:
-            setting = next((n for n, a in ENV.items() if a == exc.param), exc.param)
-            raise ConfigError(f"{setting}: {exc}", param=setting) from exc
+        return settings_from(cls, ENV, settings, environ=environ, numbers=_NUMBERS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PrometheusSettings:
@@ -134,14 +118,3 @@ class PrometheusSettings:
         :raises ConfigError: naming the variable whose value cannot be used.
         """
         return cls.from_settings({}, environ=environ)
-
-
-def _lookup(settings: Mapping[str, Any] | object, name: str) -> Any:
-    # The full name (Flask's app.config, Django's settings module), or the name after the
-    # CMCSYNC_ prefix (the keys of Django's CMCSYNC dict, as cmcsync.contrib reads them).
-    keys = (name, name.removeprefix("CMCSYNC_"))
-    if isinstance(settings, Mapping):
-        found = [settings.get(key) for key in keys]
-    else:
-        found = [getattr(settings, key, None) for key in keys]
-    return next((value for value in found if value is not None), None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -11,6 +10,7 @@ import attrs
 
 from cmcsync import Backoff, ConfigError
 from cmcsync.channels import CHANNELS, get_channel
+from cmcsync.plugins import settings_from
 
 __all__ = ["DEFAULT_URL", "ENV", "RedisSettings", "StreamLayout", "redact_url"]
 
@@ -34,7 +34,13 @@ ENV: Mapping[str, str] = {
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 _SCHEMES = ("redis", "rediss", "unix")
-_INTS = ("maxlen", "buffer_size", "batch_size")
+# The attributes whose settings are numbers, and how a string for one is read.
+_NUMBERS: Mapping[str, tuple[type[int] | type[float], str]] = {
+    "maxlen": (int, "a whole number"),
+    "buffer_size": (int, "a whole number"),
+    "batch_size": (int, "a whole number"),
+    "close_timeout": (float, "a number of seconds"),
+}
 
 
 def redact_url(url: str) -> str:
@@ -160,20 +166,7 @@ class RedisSettings:
             default, ``{}`` for nowhere.
         :raises ConfigError: naming the setting whose value cannot be used.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, attribute in ENV.items():
-            value = _lookup(settings, name)
-            if value is None:
-                value = env.get(name) or None
-            if value is None:
-                continue
-            values[attribute] = _convert(name, attribute, value)
-        try:
-            return cls(**values)
-        except ConfigError as exc:
-            setting = next((n for n, a in ENV.items() if a == exc.param), exc.param)
-            raise ConfigError(f"{setting}: {exc}", param=setting) from exc
+        return settings_from(cls, ENV, settings, environ=environ, numbers=_NUMBERS, strip=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisSettings:
@@ -182,24 +175,3 @@ class RedisSettings:
         :raises ConfigError: naming the variable whose value cannot be used.
         """
         return cls.from_settings({}, environ=environ)
-
-
-def _convert(name: str, attribute: str, value: Any) -> Any:
-    if not isinstance(value, str) or attribute not in (*_INTS, "close_timeout"):
-        return value.strip() if isinstance(value, str) else value
-    try:
-        return float(value) if attribute == "close_timeout" else int(value)
-    except ValueError:
-        kind = "a number of seconds" if attribute == "close_timeout" else "a whole number"
-        raise ConfigError(f"{name} must be {kind}, not {value!r}", param=name) from None
-
-
-def _lookup(settings: Mapping[str, Any] | object, name: str) -> Any:
-    # The full name (Flask's app.config, Django's settings module), or the name after the
-    # CMCSYNC_ prefix (the keys of Django's CMCSYNC dict, as cmcsync.contrib reads them).
-    keys = (name, name.removeprefix("CMCSYNC_"))
-    if isinstance(settings, Mapping):
-        found = [settings.get(key) for key in keys]
-    else:
-        found = [getattr(settings, key, None) for key in keys]
-    return next((value for value in found if value is not None), None)

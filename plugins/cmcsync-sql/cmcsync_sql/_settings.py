@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,6 +10,7 @@ import attrs
 
 from cmcsync import Backoff, ConfigError
 from cmcsync.channels import CHANNELS, get_channel
+from cmcsync.plugins import settings_from
 
 __all__ = ["DEFAULT_URL", "ENV", "SqlSettings", "redact_url"]
 
@@ -25,6 +25,13 @@ ENV: Mapping[str, str] = {
     "CMCSYNC_SQL_BUFFER_SIZE": "buffer_size",
     "CMCSYNC_SQL_BATCH_SIZE": "batch_size",
     "CMCSYNC_SQL_CLOSE_TIMEOUT": "close_timeout",
+}
+
+# The attributes whose settings are numbers, and how a string for one is read.
+_NUMBERS: Mapping[str, tuple[type[int] | type[float], str]] = {
+    "buffer_size": (int, "a whole number"),
+    "batch_size": (int, "a whole number"),
+    "close_timeout": (float, "a number of seconds"),
 }
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
@@ -147,20 +154,7 @@ class SqlSettings:
             default, ``{}`` for nowhere.
         :raises ConfigError: naming the setting whose value cannot be used.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, attribute in ENV.items():
-            value = _lookup(settings, name)
-            if value is None:
-                value = env.get(name) or None
-            if value is None:
-                continue
-            values[attribute] = _convert(name, attribute, value)
-        try:
-            return cls(**values)
-        except ConfigError as exc:
-            setting = next((n for n, a in ENV.items() if a == exc.param), exc.param)
-            raise ConfigError(f"{setting}: {exc}", param=setting) from exc
+        return settings_from(cls, ENV, settings, environ=environ, numbers=_NUMBERS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SqlSettings:
@@ -169,24 +163,3 @@ class SqlSettings:
         :raises ConfigError: naming the variable whose value cannot be used.
         """
         return cls.from_settings({}, environ=environ)
-
-
-def _lookup(settings: Mapping[str, Any] | object, name: str) -> Any:
-    # The full name (Flask's app.config, Django's settings module), or the name after the
-    # CMCSYNC_ prefix (the keys of Django's CMCSYNC dict, as cmcsync.contrib reads them).
-    keys = (name, name.removeprefix("CMCSYNC_"))
-    if isinstance(settings, Mapping):
-        found = [settings.get(key) for key in keys]
-    else:
-        found = [getattr(settings, key, None) for key in keys]
-    return next((value for value in found if value is not None), None)
-
-
-def _convert(name: str, attribute: str, value: Any) -> Any:
-    if not isinstance(value, str) or attribute in ("url", "channels", "table_prefix"):
-        return value
-    try:
-        return float(value) if attribute == "close_timeout" else int(value)
-    except ValueError:
-        kind = "a number of seconds" if attribute == "close_timeout" else "a whole number"
-        raise ConfigError(f"{name} must be {kind}, not {value!r}", param=name) from None
