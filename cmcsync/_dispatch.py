@@ -209,6 +209,12 @@ class Dispatcher:
     # Producers: reader threads and the client
     # ---------------------------------------------------------------------------------------
 
+    def stop_waiting(self) -> None:
+        """The producers are stopping: from now on a :meth:`submit` that finds the queue full
+        counts the events that do not fit as ``undelivered`` instead of waiting for room (a
+        waiting one stops waiting). What is queued is still delivered."""
+        self._queue.stop_waiting()
+
     @property
     def blocked(self) -> bool:
         """Whether a :meth:`submit` is waiting for room in the queue."""

@@ -108,6 +108,7 @@ class EventQueue:
         self._wrapped = 0  # notes and slots queued: the consumer must sort them out
         self._waiting = 0  # producers waiting for room
         self._closing = False
+        self._no_waiting = False  # producers are stopping: a full queue no longer holds them
         self._done = False
         self._deadline = math.inf
         self._slow_armed = True
@@ -371,12 +372,23 @@ class EventQueue:
         self._waiting += 1
         began = time.monotonic()
         try:
-            while self._depth >= self._capacity and not self._closing:
+            while self._depth >= self._capacity and not self._closing and not self._no_waiting:
                 self._not_full.wait()
         finally:
             self._waiting -= 1
             self._blocked_seconds += time.monotonic() - began
-        return not self._closing
+        return not self._closing and self._depth < self._capacity
+
+    def stop_waiting(self) -> None:
+        """Let no producer wait for room any more: what does not fit is counted undelivered.
+
+        For the producers' own shutdown (the reader threads of a closing client), which must
+        not wait for as long as the consumer takes to make room; the consumer goes on
+        delivering what is queued.
+        """
+        with self._lock:
+            self._no_waiting = True
+            self._not_full.notify_all()
 
     def _unwrap(self, batch: list[object]) -> int:
         data = 0

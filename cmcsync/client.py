@@ -255,6 +255,9 @@ class Client:
                 self._state = ClientState.CLOSED
         limit = self.timeouts.close if timeout is None else timeout
         if not self._forked and started:
+            # A reader thread waiting for room in a full queue ("block") would hold up the
+            # close for as long as the plugins take to make room for its whole batch.
+            self._dispatcher.stop_waiting()
             self._engine.close(limit)
             self._dispatcher.notify("cmcsync_on_close", client=self)
             self._dispatcher.close(limit)

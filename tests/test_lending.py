@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -306,3 +307,30 @@ def test_one_dispatcher_thread_reads_every_connection_of_a_pool() -> None:
             assert threads == {"cmcsync-dispatch"}
         finally:
             client.close()
+
+
+def test_close_does_not_wait_for_room_for_what_was_read_behind_a_slow_hook(
+    raw: RawServer,
+) -> None:
+    seen = Seen()
+    release = threading.Event()
+    client = lending_client(raw.url, seen, dispatch=cmcsync.DispatchConfig(queue_size=10))
+    try:
+        held = hold_the_dispatcher(raw, client, seen, release)
+        # The reader takes the socket back and reads 300 pushes: 10 fit in the queue, and the
+        # reader waits for room for the rest ("block"), room the held hook never makes.
+        raw.send(b"".join(push(n) for n in range(held + 1, held + 301)))
+        wait_until(lambda: client.stats()["dispatch"]["blocked"])
+        started = time.monotonic()
+        client.close(timeout=1.0)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+    # The dispatcher gets its full second, held by the hook; the reader thread must not add
+    # the 2 s of its own joins, waiting on a queue that cannot make room.
+    assert took < 2.0, took
+    wait_until(lambda: not client.stats()["dispatch"]["running"])
+    counts = client.stats()["dispatch"]
+    assert counts["undelivered"] >= 300 - 10
+    assert counts["submitted"] == counts["delivered"] + counts["undelivered"]
+    assert [t.name for t in threading.enumerate() if t.name.startswith("cmcsync-")] == []
