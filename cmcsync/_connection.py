@@ -12,12 +12,14 @@ the socket ends.
 Given a :class:`ReadHost` (the dispatcher thread), the reader thread lends it the open
 socket whenever that thread is idle: the host then reads the frames itself, between its
 plugin calls, and no thread has to be woken per frame. The reader thread stands by meanwhile
-and takes the reading back as soon as the host stays away from the socket longer than
-:data:`STALL_AFTER` (a slow plugin) or stops; it lends again once the host is idle. Standing
-by, it looks at the host every :data:`STALL_AFTER`, or, once the host has waited on idle
-sockets for :data:`DOZE_AFTER`, not until the host wakes it, so an idle client does not
-wake up 50 times a second. The socket's end, found by either thread, is always handled by
-the reader thread.
+and takes the reading back once it finds the host away from the socket for longer than
+:data:`STALL_AFTER` (a slow plugin), or stopped; it lends again once the host is idle.
+Standing by, it looks at the host every :data:`PATROL` while the host keeps up, and at
+:data:`STALL_AFTER` after the host left for a plugin call, so a slow plugin leaves the socket
+unread for about :data:`PATROL` at most; once the host has waited on idle sockets for
+:data:`DOZE_AFTER`, it does not look until the host wakes it, so an idle client does not
+wake up at all. The socket's end, found by either thread, is always handled by the reader
+thread.
 
 While a socket is open, a keep-alive thread (``cmcsync-keepalive-N``) sends a JSON ping
 every ping interval and declares the socket dead when nothing at all has come back within
@@ -65,6 +67,7 @@ from cmcsync.exceptions import (
 
 __all__ = [
     "DOZE_AFTER",
+    "PATROL",
     "STALL_AFTER",
     "Connection",
     "ConnectionState",
@@ -130,8 +133,12 @@ Frame = tuple[int, bytes]
 #: Seconds the host of a lent socket may stay away from it (in a plugin) before the
 #: reader thread takes the reading back.
 STALL_AFTER = 0.02
+#: Seconds between two looks of a standing-by reader thread at a host that was keeping up
+#: at the last look. Each look wakes a thread, so this bounds both what standing by costs
+#: (10 wake-ups a second) and how long a slow plugin can leave the socket unread.
+PATROL = 0.1
 #: Seconds of the host waiting on an idle socket after which its reader thread stops
-#: checking on it every ``STALL_AFTER``: the host wakes it when it gets busy again.
+#: looking: the host wakes it when it gets busy again.
 DOZE_AFTER = 0.5
 
 
@@ -195,10 +202,11 @@ class ReadHost(Protocol):
         """Stop reading ``conn``'s socket."""
 
     def stalls_in(self) -> float:
-        """Seconds until the host has been away from its sockets for :data:`STALL_AFTER`:
-        ``0.0`` once it has (or has stopped), infinity while it has been idle for
-        :data:`DOZE_AFTER` (it then calls :meth:`Connection.wake_standby` when it stops
-        waiting)."""
+        """Seconds until the reader thread should look again: while the host is away from
+        its sockets, until it has been away for :data:`STALL_AFTER` (``0.0`` once it has,
+        or has stopped); while it waits on them, :data:`PATROL`; infinity once it has been
+        idle for :data:`DOZE_AFTER` (it then calls :meth:`Connection.wake_standby` when it
+        stops waiting)."""
 
 
 def redact_url(url: str) -> str:

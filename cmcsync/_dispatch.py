@@ -34,7 +34,7 @@ from typing import Any
 import pluggy
 
 from cmcsync import hookspecs
-from cmcsync._connection import DOZE_AFTER, STALL_AFTER, Connection
+from cmcsync._connection import DOZE_AFTER, PATROL, STALL_AFTER, Connection
 from cmcsync._queue import EventQueue, Note
 from cmcsync.channels import CHANNELS
 from cmcsync.config import DispatchConfig
@@ -350,9 +350,11 @@ class Dispatcher:
                 self._loans_changed = True
 
     def stalls_in(self) -> float:
-        """Seconds until the thread has been away from its sockets for ``STALL_AFTER``.
+        """Seconds until a standing-by reader thread should look again (see
+        :meth:`cmcsync._connection.ReadHost.stalls_in`).
 
-        :returns: ``0.0`` once it has, or when it no longer reads sockets.
+        :returns: ``0.0`` once the thread has been away from its sockets for
+            ``STALL_AFTER``, or when it no longer reads sockets.
         """
         if not self._hosting:
             return 0.0
@@ -362,7 +364,8 @@ class Dispatcher:
         if time.monotonic() - self._idle_since >= DOZE_AFTER:
             # Idle a while: the thread wakes the lenders itself when it leaves this wait.
             return math.inf
-        return STALL_AFTER
+        # Keeping up: a plugin call that starts now is caught at the next look.
+        return PATROL
 
     def _ring(self) -> None:
         bell = self._bell

@@ -105,8 +105,9 @@ class Timeouts:
 #:
 #: - ``"thread"``: on the dispatcher thread ``cmcsync-dispatch`` (the default). While it is
 #:   idle that thread reads the sockets itself and calls the hooks straight from the read;
-#:   while a hook keeps it busy for more than 20 ms, the reader thread reads instead and
-#:   queues the events. A slow plugin only makes the queue grow; the socket is read on.
+#:   once a hook has kept it busy for more than 20 ms, the reader thread reads instead (it
+#:   looks every 0.1 s) and queues the events. A slow plugin only makes the queue grow;
+#:   the socket is read on.
 #: - ``"inline"``: on the reader thread itself, right after each batch of frames is decoded,
 #:   with the same per-plugin isolation. Faster (no hand-over between threads), but **a slow
 #:   plugin delays the socket**: no frame is read while a hook runs, so the server's buffer
