@@ -1,6 +1,6 @@
 """Run every peer against the blast server, in one run on one machine, and print the tables.
 
-    python benchmarks/run.py                 # the full run (about 7 minutes)
+    python benchmarks/run.py                 # the full run (about 9 minutes)
     python benchmarks/run.py --quick         # fewer messages, one repeat (about a minute)
     python benchmarks/run.py --tiny          # a smoke test (seconds); numbers mean nothing
     python benchmarks/run.py --json out.json --markdown out.md --rst out.rst
@@ -16,6 +16,10 @@ interleaved so that a disturbance on the machine hits them alike:
   median of the repeats;
 - **memory**: RSS at the end of the throughput run; for cmcsync, RSS growth over 1M messages
   (from the warm-up on) and the cost of 1,000 subscriptions.
+
+The first table gives each peer's medians. The ratios of the second are paired: within a
+round every peer runs once, back to back, and each ratio is the median over rounds of the
+ratio within a round (:func:`paired_ratio`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ SIZES = {
     "full": {
         "tp": 300_000,
         "repeat": 3,
-        "timed_repeat": 5,
+        "timed_repeat": 7,
         "lat": 20_000,
         "idle": 5_000,
         "soak": 1_000_000,
@@ -214,10 +218,21 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    if not a or not b:
-        return "n/a"
-    return f"{a / b:.2f}x"
+def paired_ratio(mine: list[dict[str, Any]], other: list[dict[str, Any]], key: str) -> float | None:
+    """The median over rounds of ``mine[key] / other[key]`` within each round.
+
+    Within a round the peers run back to back, so a change of the machine's pace that lasts
+    longer than a round (another guest on the host, a CPU clocked down) cancels out of each
+    ratio; a ratio of medians would mix rounds the machine ran at different paces.
+    """
+    ratios = [
+        a[key] / b[key] for a, b in zip(mine, other, strict=False) if a.get(key) and b.get(key)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def tables(results: dict[str, Any]) -> str:
@@ -249,21 +264,23 @@ def tables(results: dict[str, Any]) -> str:
             "",
             (
                 "Ratios, cmcsync against each peer (msgs/s: higher is better; p50, p99 and "
-                "CPU at 1k/s: lower is better):"
+                "CPU at 1k/s: lower is better), each the median over rounds of the ratio "
+                "within a round:"
             ),
             "",
             "| cmcsync mode | against | msgs/s | p50 | p99 | CPU @1k/s |",
             "|---|---|---:|---:|---:|---:|",
         ]
+        tp, lat, idle = results["throughput"], results["latency"], results["idle"]
         for mine in ours:
-            a = rows[mine]
             for other in others:
-                b = rows[other]
-                out.append(
-                    f"| {mine} | {other} | {_ratio(a['msgs_per_s'], b['msgs_per_s'])} "
-                    f"| {_ratio(a['p50_us'], b['p50_us'])} | {_ratio(a['p99_us'], b['p99_us'])} "
-                    f"| {_ratio(a['idle_cpu_per_100k'], b['idle_cpu_per_100k'])} |"
-                )
+                cells = [
+                    paired_ratio(tp[mine], tp[other], "msgs_per_s"),
+                    paired_ratio(lat.get(mine, []), lat[other], "lat_p50_us"),
+                    paired_ratio(lat.get(mine, []), lat[other], "lat_p99_us"),
+                    paired_ratio(idle.get(mine, []), idle[other], "cpu_per_100k"),
+                ]
+                out.append(f"| {mine} | {other} | " + " | ".join(map(_ratio, cells)) + " |")
     soak = results.get("soak")
     if soak and "error" not in soak:
         growth = soak["rss_end_mb"] - soak["rss_warm_mb"]

@@ -57,3 +57,18 @@ def test_the_tiny_run_measures_every_peer_and_prints_the_tables(tmp_path: Path) 
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     # Two headers, a row per peer, then each cmcsync mode against each of the three others.
     assert len(rows) == 1 + len(PEERS) + 1 + 3 * 3
+
+
+def test_ratios_are_paired_round_by_round_and_skip_failed_rounds() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from run import paired_ratio
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    # The machine ran slow in round 2: both peers took twice the CPU, and the ratio held.
+    mine = [{"cpu": 1.2}, {"cpu": 2.4}, {"cpu": 1.3}, {"error": "timed out"}]
+    other = [{"cpu": 1.0}, {"cpu": 2.0}, {"cpu": 1.0}, {"cpu": 1.0}]
+    assert paired_ratio(mine, other, "cpu") == pytest.approx(1.2)
+    # A ratio of the medians would have said 1.3 / 1.0.
+    assert paired_ratio([{"error": "x"}], other, "cpu") is None
+    assert paired_ratio([], [], "cpu") is None
