@@ -230,9 +230,10 @@ class EventQueue:
         with self._lock:
             if not self._closing:
                 self._closing = True
-                self._deadline = time.monotonic() + timeout
                 self._ring()
                 self._not_full.notify_all()
+            if self._deadline == math.inf:  # not even after stop(), which sets none
+                self._deadline = time.monotonic() + timeout
             return self._deadline
 
     def stop(self) -> list[object]:

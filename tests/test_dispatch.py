@@ -624,3 +624,31 @@ def test_wrappers_registered_behind_validation_are_ignored_not_fatal(
         dispatcher.close(5.0)
     assert len(recorder.events) == 1
     assert any("hook wrapper" in r.getMessage() for r in caplog.records)
+
+
+def test_close_after_the_dispatcher_thread_failed_returns_and_reports_the_failure(
+    make: Callable[..., Dispatcher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped = threading.Event()
+    leave = threading.Event()
+    original = Dispatcher._stopped
+
+    def broken(self: Dispatcher) -> None:
+        raise RuntimeError("a bug in the dispatcher thread")
+
+    def stopped_then_linger(self: Dispatcher) -> None:
+        original(self)
+        stopped.set()
+        leave.wait(10)  # the thread has given up its queue but has not ended yet
+
+    monkeypatch.setattr(Dispatcher, "_run_hosting", broken)
+    monkeypatch.setattr(Dispatcher, "_stopped", stopped_then_linger)
+    dispatcher = make()
+    assert stopped.wait(5)
+    dispatcher.submit([price(1)])  # after the thread gave up: counted, not lost silently
+    threading.Timer(0.2, leave.set).start()
+    dispatcher.close(1.0)  # joins the lingering thread within its timeout
+    assert not dispatcher.stats()["running"]
+    assert dispatcher.stats()["undelivered"] == 1
+    with pytest.raises(RuntimeError, match="a bug in the dispatcher thread"):
+        list(dispatcher.iterate(timeout=1.0))
