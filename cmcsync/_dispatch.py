@@ -9,8 +9,9 @@ delays a ping.
 While it has nothing queued, the dispatcher thread reads the connections' sockets itself
 (they are lent to it: :class:`cmcsync._connection.ReadHost`) and calls the plugins straight
 from the read, so a quiet stream costs no thread wake-up per frame. It waits on those sockets
-and on its queue's bell at once (one :mod:`selectors` call); a reader thread takes its socket
-back as soon as the dispatcher stays away from it too long, in a slow plugin.
+and on its queue's bell at once (one ``epoll`` call where the platform has it); a reader
+thread takes its socket back as soon as the dispatcher stays away from it too long, in a
+slow plugin.
 
 Each plugin's implementation is called on its own rather than through pluggy's call loop,
 which stops at the first implementation that raises: a failure is logged with the plugin and
@@ -24,6 +25,7 @@ import collections
 import inspect
 import logging
 import math
+import select
 import selectors
 import socket
 import threading
@@ -125,7 +127,9 @@ class Dispatcher:
         self._away = 0.0
         # Since when the thread has waited on its sockets (set before each wait).
         self._idle_since = math.inf
-        self._from_read = False
+        # The ident of this thread while it reads lent sockets (0 otherwise): its submits
+        # from the read are delivered at once.
+        self._reading = 0
 
         # Iterator state, guarded by _iter_cond.
         self._iter_cond = threading.Condition()
@@ -236,7 +240,7 @@ class Dispatcher:
         if self._inline:
             self._submit_inline(events)
             return
-        if self._from_read and threading.current_thread() is self._thread:
+        if self._reading == threading.get_ident():
             # Read from a lent socket by this thread: delivered now, and nothing is queued
             # (it drained the queue before reading).
             queue = self._queue
@@ -244,13 +248,13 @@ class Dispatcher:
                 queue.count("submitted", len(events))
                 queue.count("undelivered", len(events))
                 return
-            self._from_read = False
+            reading, self._reading = self._reading, 0
             try:
                 queue.count("submitted", len(events))
                 self._refresh()
                 self._deliver(events)
             finally:
-                self._from_read = True
+                self._reading = reading
             return
         report = self._queue.put(events)
         if report:
@@ -471,8 +475,8 @@ class Dispatcher:
         queue = self._queue
         bell = self._bell
         assert bell is not None
-        selector = selectors.DefaultSelector()
-        selector.register(bell[0], selectors.EVENT_READ, None)
+        waiter = _Waiter()
+        waiter.register(bell[0].fileno(), None)
         registered: dict[int, Connection] = {}
         # Connections to read again without waiting: their buffers may hold frames.
         again: list[Connection] = []
@@ -488,7 +492,7 @@ class Dispatcher:
                     self._deliver(batch)
                     continue
                 if self._loans_changed:
-                    again += self._sync(selector, registered)
+                    again += self._sync(waiter, registered)
                 if again:
                     ready = [(conn, False) for conn in again]
                     again = []
@@ -496,11 +500,11 @@ class Dispatcher:
                     self._idle_since = time.monotonic()
                     self._away = 0.0
                     ready = []
-                    for key, _ in selector.select():
-                        if key.data is None:
+                    for conn in waiter.wait():
+                        if conn is None:
                             _drain(bell[0])
                         else:
-                            ready.append((key.data, True))
+                            ready.append((conn, True))
                     self._away = now = time.monotonic()
                     if now - self._idle_since >= DOZE_AFTER:
                         # The lenders may be waiting without a timeout (stalls_in()).
@@ -508,19 +512,17 @@ class Dispatcher:
                             lenders = list(self._loans)
                         for conn in lenders:
                             conn.wake_standby()
-                self._from_read = True
+                self._reading = threading.get_ident()
                 try:
                     for conn, readable in ready:
                         if conn.read_lent(readable):
                             again.append(conn)
                 finally:
-                    self._from_read = False
+                    self._reading = 0
         finally:
-            selector.close()
+            waiter.close()
 
-    def _sync(
-        self, selector: selectors.BaseSelector, registered: dict[int, Connection]
-    ) -> list[Connection]:
+    def _sync(self, waiter: _Waiter, registered: dict[int, Connection]) -> list[Connection]:
         """Wait on the sockets lent now; return the connections lent since the last call."""
         with self._loans_lock:
             loans = dict(self._loans)
@@ -530,13 +532,13 @@ class Dispatcher:
             if loans.get(conn) != fd:
                 del registered[fd]
                 try:
-                    selector.unregister(fd)
+                    waiter.unregister(fd)
                 except (KeyError, ValueError):
                     pass
         for conn, fd in loans.items():
             if fd not in registered:
                 try:
-                    selector.register(fd, selectors.EVENT_READ, conn)
+                    waiter.register(fd, conn)
                 except (KeyError, ValueError, OSError):
                     # Closed meanwhile: its reader thread finds out and takes it back.
                     continue
@@ -709,6 +711,60 @@ class Dispatcher:
         self._any = any_hooks
         self._entries = entries
         self._cache_key = generation
+
+
+class _Waiter:
+    """Waits until some of a set of file descriptors are readable.
+
+    The dispatcher thread waits once per read of a lent socket, so the wait is kept thin:
+    where the platform has ``epoll``, one ``poll()`` call on it and a dictionary lookup per
+    ready descriptor; elsewhere, the :mod:`selectors` module's default selector.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[int, Any] = {}
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._selector = None if self._epoll is not None else selectors.DefaultSelector()
+
+    def register(self, fd: int, data: Any) -> None:
+        """Wait on ``fd`` too; :meth:`wait` returns ``data`` when it is readable.
+
+        :raises OSError: (or :class:`ValueError`, :class:`KeyError`) when ``fd`` is closed or
+            registered already.
+        """
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            assert self._selector is not None
+            self._selector.register(fd, selectors.EVENT_READ)
+        self._data[fd] = data
+
+    def unregister(self, fd: int) -> None:
+        """Stop waiting on ``fd``; nothing happens if it is not registered or closed."""
+        self._data.pop(fd, None)
+        try:
+            if self._epoll is not None:
+                self._epoll.unregister(fd)
+            elif self._selector is not None:
+                self._selector.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def wait(self) -> list[Any]:
+        """Block until a descriptor is readable; return the ``data`` of each readable one."""
+        data = self._data
+        if self._epoll is not None:
+            ready = [fd for fd, _ in self._epoll.poll()]
+        else:
+            assert self._selector is not None
+            ready = [key.fd for key, _ in self._selector.select()]
+        return [data[fd] for fd in ready if fd in data]
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+        elif self._selector is not None:
+            self._selector.close()
 
 
 def _drain(sock: socket.socket) -> None:

@@ -11,6 +11,7 @@ socket is lent again once the plugins have caught up. Hooks always run on
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -112,7 +113,18 @@ def connection_stats(client: cmcsync.Client) -> dict[str, Any]:
     return stats
 
 
-def test_a_quiet_stream_is_read_and_dispatched_by_the_dispatcher_thread(raw: RawServer) -> None:
+@pytest.fixture(params=["epoll", "selectors"])
+def waiter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the dispatcher thread waiting through epoll, then as it does where
+    the platform has none (the selectors module)."""
+    if request.param == "selectors":
+        monkeypatch.delattr(_dispatch.select, "epoll", raising=False)
+    return str(request.param)
+
+
+def test_a_quiet_stream_is_read_and_dispatched_by_the_dispatcher_thread(
+    raw: RawServer, waiter: str
+) -> None:
     seen = Seen()
     client = lending_client(raw.url, seen)
     try:
@@ -162,7 +174,9 @@ def test_a_slow_hook_gets_the_socket_read_by_its_reader_thread_meanwhile(
         client.close()
 
 
-def test_order_holds_through_many_takebacks_and_lends(raw: RawServer, doze: str) -> None:
+def test_order_holds_through_many_takebacks_and_lends(
+    raw: RawServer, doze: str, waiter: str
+) -> None:
     seen = Seen()
     releases = []
     client = lending_client(raw.url, seen)
@@ -334,3 +348,33 @@ def test_close_does_not_wait_for_room_for_what_was_read_behind_a_slow_hook(
     assert counts["undelivered"] >= 300 - 10
     assert counts["submitted"] == counts["delivered"] + counts["undelivered"]
     assert [t.name for t in threading.enumerate() if t.name.startswith("cmcsync-")] == []
+
+
+@pytest.mark.parametrize("kind", ["epoll", "selectors"])
+def test_the_waiter_reports_what_is_readable_and_forgets_what_is_unregistered(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if kind == "selectors":
+        monkeypatch.delattr(_dispatch.select, "epoll", raising=False)
+    waiter = _dispatch._Waiter()
+    a, a_peer = socket.socketpair()
+    b, b_peer = socket.socketpair()
+    try:
+        waiter.register(a.fileno(), "a")
+        waiter.register(b.fileno(), "b")
+        b_peer.send(b"x")
+        assert waiter.wait() == ["b"]
+        a_peer.send(b"x")
+        assert sorted(waiter.wait()) == ["a", "b"]
+        waiter.unregister(b.fileno())
+        assert waiter.wait() == ["a"]
+        with pytest.raises((OSError, ValueError, KeyError)):
+            waiter.register(a.fileno(), "again")
+        fd = a.fileno()
+        a.close()
+        waiter.unregister(fd)  # closed: nothing to do, and no error
+        waiter.unregister(b.fileno())  # already gone
+    finally:
+        waiter.close()
+        for sock in (a, a_peer, b, b_peer):
+            sock.close()
