@@ -474,7 +474,10 @@ class Engine:
                 self._last_seen[sub] = self._batch_time
                 if self._stale:
                     self._stale.pop(sub, None)
-                seen.wanted = self._registry.state(sub) is not None
+                version = self._registry.wanted_version
+                if seen.version != version:
+                    seen.version = version
+                    seen.wanted = self._registry.state(sub) is not None
             if not seen.wanted:
                 # A push that crossed an unsubscribe: delivered too, and counted.
                 self.unmatched += 1
@@ -848,14 +851,16 @@ class Engine:
 class _Seen:
     """A subscription pushes are attributed to, and what the last batch learnt about it."""
 
-    __slots__ = ("batch", "sub", "wanted")
+    __slots__ = ("batch", "sub", "version", "wanted")
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
         #: The batch time of the last batch that refreshed this record.
         self.batch = -1.0
-        #: Whether the subscription was wanted then.
+        #: Whether the subscription was wanted, as of the registry's ``wanted_version``...
         self.wanted = False
+        #: ...this one.
+        self.version = -1
 
 
 def _stated_limit(detail: str | None) -> int | None:

@@ -41,7 +41,7 @@ class SubscriptionState(str, enum.Enum):
     REMOVED = "removed"
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class Subscription:
     """One channel and one element of its list param, normalized.
 
@@ -82,6 +82,9 @@ class Registry:
         # Notified on every change, for callers waiting on acks (wait_settled).
         self._changed = threading.Condition(self._lock)
         self._state: dict[Subscription, SubscriptionState] = {}
+        #: Bumped whenever a subscription starts or stops being wanted: a reader of
+        #: :meth:`state` may keep what it learnt until this changes.
+        self.wanted_version = 0
         self._errors: dict[Subscription, BaseException] = {}
 
     def __len__(self) -> int:
@@ -98,6 +101,7 @@ class Registry:
                 if sub not in self._state:
                     self._state[sub] = SubscriptionState.PENDING
                     added.append(sub)
+            self.wanted_version += 1
         return added
 
     def discard(self, subs: Iterable[Subscription]) -> list[Subscription]:
@@ -108,6 +112,7 @@ class Registry:
                 if self._state.pop(sub, None) is not None:
                     self._errors.pop(sub, None)
                     removed.append(sub)
+            self.wanted_version += 1
             self._changed.notify_all()
         return removed
 
@@ -123,6 +128,7 @@ class Registry:
             subs = list(self._state)
             self._state.clear()
             self._errors.clear()
+            self.wanted_version += 1
             self._changed.notify_all()
         return subs
 

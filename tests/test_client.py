@@ -420,3 +420,31 @@ def test_max_frame_bytes_must_be_a_positive_integer(value: object) -> None:
             max_frame_bytes=value,  # type: ignore[arg-type]
         )
     assert info.value.param == "max_frame_bytes"
+
+
+def test_a_push_for_a_subscription_no_longer_wanted_is_delivered_and_counted(
+    recorder: EventRecorder,
+) -> None:
+    def push(ts: int) -> str:
+        message = {"type": "data", "channel": PRICE, "params": {"crypto_ids": 1}, "ts": ts}
+        message["data"] = {"cid": 1, "p": 1.5}
+        return json.dumps(message)
+
+    client = cmcsync.Client(
+        api_key="unused", url="ws://127.0.0.1:1/v1", autoload=False, plugins=[recorder]
+    )
+    try:
+        client.start(connect=False)
+        client.subscribe(PRICE, crypto_ids=[1], wait=False)
+        client.feed([push(1)])
+        assert client.stats()["unmatched_events"] == 0
+        client.unsubscribe(PRICE, crypto_ids=[1], wait=False)
+        client.feed([push(2)])  # crossed the unsubscribe on the wire
+        assert client.stats()["unmatched_events"] == 1
+        client.subscribe(PRICE, crypto_ids=[1], wait=False)
+        client.feed([push(3)])
+        assert client.stats()["unmatched_events"] == 1
+        recorder.wait_for_events(3, timeout=5)
+        assert [event.ts for event in recorder.events] == [1, 2, 3]
+    finally:
+        client.close()
