@@ -1,6 +1,6 @@
 """Run every peer against the blast server, in one run on one machine, and print the tables.
 
-    python benchmarks/run.py                 # the full run (about 9 minutes)
+    python benchmarks/run.py                 # the full run (about 8 minutes)
     python benchmarks/run.py --quick         # fewer messages, one repeat (about a minute)
     python benchmarks/run.py --tiny          # a smoke test (seconds); numbers mean nothing
     python benchmarks/run.py --json out.json --markdown out.md --rst out.rst
