@@ -754,11 +754,9 @@ class _Waiter:
         """Block until a descriptor is readable; return the ``data`` of each readable one."""
         data = self._data
         if self._epoll is not None:
-            ready = [fd for fd, _ in self._epoll.poll()]
-        else:
-            assert self._selector is not None
-            ready = [key.fd for key, _ in self._selector.select()]
-        return [data[fd] for fd in ready if fd in data]
+            return [data[fd] for fd, _ in self._epoll.poll() if fd in data]
+        assert self._selector is not None
+        return [data[key.fd] for key, _ in self._selector.select() if key.fd in data]
 
     def close(self) -> None:
         if self._epoll is not None:

@@ -857,9 +857,9 @@ class _Seen:
         self.sub = sub
         #: The batch time of the last batch that refreshed this record.
         self.batch = -1.0
-        #: Whether the subscription was wanted, as of the registry's ``wanted_version``...
+        #: Whether the subscription was wanted, as of the registry's ``wanted_version``
+        #: ``version`` (-1: not asked yet).
         self.wanted = False
-        #: ...this one.
         self.version = -1
 
 
